@@ -1,0 +1,64 @@
+# caffe_compat — the commands a user and CI run.
+#
+#   make demo       install, then train LeNet on an embedded data set and print the result
+#   make test       install, then run the test suite (about 10 minutes on 2 cores)
+#   make test-long  the long runs too (whole models, long trajectories)
+#   make bench      benchmarks (bench/), ratios against hand-written PyTorch
+#   make proto      regenerate caffe_compat/proto/*_pb2.py from the .proto files
+#   make golden     regenerate test fixtures with a real pycaffe (see tests/golden/README.md)
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+# The CPU build of torch; override (e.g. TORCH_SPEC='torch>=2.1') to use another.
+TORCH_SPEC ?= torch==2.13.0
+JOBS ?= 2
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test test-long test-cuda bench proto lint typecheck golden caffe-ref clean
+
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q "$(TORCH_SPEC)"
+	$(PIP) install -q -e ".[test,dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(PY) examples/demo.py
+
+test: install
+	$(PY) -m pytest -n $(JOBS) -m "not slow" tests
+
+test-long: install
+	$(PY) -m pytest -n $(JOBS) tests
+
+test-cuda: install
+	$(PY) -m pytest -m cuda tests
+
+bench: install
+	$(PY) bench/run_all.py
+
+proto: install
+	$(PY) caffe_compat/proto/regenerate.py
+
+lint: install
+	$(PY) -m flake8 caffe_compat tests bench examples
+
+typecheck: install
+	$(PY) -m mypy caffe_compat
+
+# A real CPU pycaffe (Python 3.9) for making golden fixtures; see ../shared/CAFFE_FACTS.md.
+CAFFE_VENV ?= /work/caffe_ref/venv
+caffe-ref:
+	test -x $(CAFFE_VENV)/bin/python || (PYENV_VERSION=3.9.18 python3.9 -m venv $(CAFFE_VENV) && \
+	  $(CAFFE_VENV)/bin/pip install -q kendryte-caffe==1.0.0.20210829 "numpy<2" "protobuf<4" pydot lmdb h5py pillow)
+
+golden: caffe-ref
+	GLOG_minloglevel=2 $(CAFFE_VENV)/bin/python tests/golden/generate.py $(GROUPS)
+
+clean:
+	rm -rf build dist *.egg-info .pytest_cache

@@ -1,0 +1,40 @@
+"""caffe_compat: Caffe's Python API (pycaffe) on PyTorch.
+
+``import caffe_compat as caffe`` gives what pycaffe scripts use: ``Net``,
+``Blob``, ``TRAIN``/``TEST``, the run-mode functions, and (as the other parts
+land) solvers, ``Layer`` for Python layers, ``io``, ``NetSpec``.
+"""
+
+from __future__ import annotations
+
+from ._version import __version__
+from .blob import Blob
+from .errors import CaffeCompatError
+from .layers.registry import layer_type_list
+from .mode import (
+    set_device,
+    set_mode_cpu,
+    set_mode_gpu,
+    set_random_seed,
+    set_strict,
+)
+from .net import TEST, TRAIN, Net
+from .proto import caffe_pb2
+from . import layers
+
+__all__ = [
+    "__version__",
+    "Blob",
+    "CaffeCompatError",
+    "Net",
+    "TEST",
+    "TRAIN",
+    "caffe_pb2",
+    "layer_type_list",
+    "layers",
+    "set_device",
+    "set_mode_cpu",
+    "set_mode_gpu",
+    "set_random_seed",
+    "set_strict",
+]

@@ -1,0 +1,357 @@
+"""Blob: pycaffe's N-d array with ``data`` and ``diff`` numpy views.
+
+This module is the one place where numpy meets torch. Layers only ever see
+torch tensors; users only ever see numpy arrays from :attr:`Blob.data` and
+:attr:`Blob.diff`.
+
+* On the CPU those arrays are views of the tensors' memory: writing
+  ``blob.data[...] = x`` changes what the next forward reads, and nothing is
+  copied.
+* On CUDA they are host mirrors kept in step the way Caffe's SyncedMemory
+  does it: a read copies device→host only when the device copy is newer, and
+  because the returned array is writable, the host copy then counts as the
+  newer one and is uploaded before the next forward/backward/update touches
+  the blob (:func:`flush_host_writes`). Nothing is copied for blobs nobody
+  looked at.
+
+A blob's *data* tensor is rebound by each forward (intermediate results are
+the tensors autograd produced, never copied into a persistent buffer). Code
+that keeps an array from ``blob.data`` across a forward keeps the old values
+for such blobs; fetch ``blob.data`` again. Input blobs keep their tensor.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+
+from .errors import ShapeError
+
+__all__ = ["Blob", "flush_host_writes", "as_shape"]
+
+_INT_MAX = 2**31 - 1
+
+# Blobs whose host mirror may hold writes not yet on the device (CUDA only).
+_pending_uploads: set["Blob"] = set()
+
+# Tests set this to run the CUDA host-mirror code path on CPU tensors, so the
+# SyncedMemory semantics are checked on machines without a GPU.
+_MIRROR_CPU = False
+
+
+def as_shape(dims: Iterable[int], what: str = "blob") -> tuple[int, ...]:
+    """Validate dims the way Blob::Reshape does and return them as a tuple."""
+    shape = tuple(int(d) for d in dims)
+    for d in shape:
+        if d < 0:
+            raise ShapeError(f"{what}: negative dimension in shape {list(shape)}")
+    if len(shape) > 32:
+        raise ShapeError(f"{what}: {len(shape)} axes, Caffe allows at most 32")
+    count = 1
+    for d in shape:
+        count *= d
+    if count > _INT_MAX:
+        raise ShapeError(f"{what}: shape {list(shape)} has {count} elements, more than INT_MAX")
+    return shape
+
+
+def flush_host_writes() -> None:
+    """Upload every host mirror that may have been written since it was read."""
+    if not _pending_uploads:
+        return
+    for blob in list(_pending_uploads):
+        blob._upload()
+    _pending_uploads.clear()
+
+
+class _Mirror:
+    """Host copy of a CUDA tensor (one for data, one for diff) and its state.
+
+    ``source``/``version`` name the device tensor (and its in-place version
+    counter) the array last agreed with; ``host_newer`` marks an array handed
+    out to the user, which must be uploaded before the device copy is used.
+    """
+
+    __slots__ = ("array", "source", "version", "host_newer")
+
+    def __init__(self) -> None:
+        self.array: np.ndarray | None = None
+        self.source: torch.Tensor | None = None
+        self.version = -1
+        self.host_newer = False
+
+
+class Blob:
+    """A named N-d array of float32 with a gradient, as pycaffe shows it."""
+
+    __slots__ = ("_t", "_diff", "_shape", "_device", "_mdata", "_mdiff", "__weakref__")
+
+    def __init__(self, shape: Sequence[int] = (), device: torch.device | str = "cpu") -> None:
+        if isinstance(shape, int):
+            shape = (shape,)
+        self._shape: tuple[int, ...] = as_shape(shape)
+        self._device = torch.device(device)
+        self._t: torch.Tensor | None = None
+        self._diff: torch.Tensor | None = None
+        self._mdata: _Mirror | None = None
+        self._mdiff: _Mirror | None = None
+
+    # ------------------------------------------------------------------ tensors
+    @classmethod
+    def wrap(cls, tensor: torch.Tensor) -> "Blob":
+        """A blob whose data is ``tensor`` (shared, not copied)."""
+        blob = cls(tuple(tensor.shape), tensor.device)
+        blob._t = tensor
+        return blob
+
+    @property
+    def tensor(self) -> torch.Tensor:
+        """The data as a torch tensor (allocated as zeros on first use)."""
+        t = self._t
+        if t is None:
+            t = self._t = torch.zeros(self._shape, dtype=torch.float32, device=self._device)
+        return t
+
+    @tensor.setter
+    def tensor(self, value: torch.Tensor) -> None:
+        self._t = value
+        self._shape = tuple(value.shape)
+
+    @property
+    def diff_tensor(self) -> torch.Tensor:
+        """The gradient as a torch tensor (zeros until something writes it)."""
+        d = self._diff
+        shape = self.shape
+        if d is None or tuple(d.shape) != shape or d.device != self._device:
+            d = self._diff = torch.zeros(shape, dtype=torch.float32, device=self._device)
+        return d
+
+    @diff_tensor.setter
+    def diff_tensor(self, value: torch.Tensor) -> None:
+        self._diff = value
+
+    @property
+    def has_diff(self) -> bool:
+        """Whether a gradient was written (by backward or by the user)."""
+        return self._diff is not None and tuple(self._diff.shape) == self.shape
+
+    # ------------------------------------------------------------ numpy views
+    @property
+    def data(self) -> np.ndarray:
+        t = self.tensor
+        if t.device.type == "cpu" and not _MIRROR_CPU:
+            return t.detach().numpy()
+        return self._host("_mdata", t)
+
+    @data.setter
+    def data(self, value: np.ndarray) -> None:
+        # pycaffe raises here; assigning a whole array is the common mistake
+        # this catches (``blob.data = x`` instead of ``blob.data[...] = x``).
+        self.data[...] = value
+
+    @property
+    def diff(self) -> np.ndarray:
+        d = self.diff_tensor
+        if d.device.type == "cpu" and not _MIRROR_CPU:
+            return d.detach().numpy()
+        return self._host("_mdiff", d)
+
+    @diff.setter
+    def diff(self, value: np.ndarray) -> None:
+        self.diff[...] = value
+
+    def _host(self, slot: str, t: torch.Tensor) -> np.ndarray:
+        mirror = getattr(self, slot)
+        if mirror is None:
+            mirror = _Mirror()
+            setattr(self, slot, mirror)
+        shape = tuple(t.shape)
+        if mirror.array is None or mirror.array.shape != shape:
+            mirror.array = np.empty(shape, dtype=np.float32)
+            mirror.source = None
+            mirror.host_newer = False
+        if not mirror.host_newer and (mirror.source is not t or mirror.version != t._version):
+            mirror.array[...] = t.detach().cpu().numpy()  # the one device→host copy
+            mirror.source, mirror.version = t, t._version
+        # The array handed out is writable: from now on the host copy counts as
+        # the newer one, as after Caffe's mutable_cpu_data().
+        mirror.host_newer = True
+        _pending_uploads.add(self)
+        return mirror.array
+
+    def _upload(self) -> None:
+        for slot, t in (("_mdata", self._t), ("_mdiff", self._diff_for_upload())):
+            mirror = getattr(self, slot)
+            if mirror is None or not mirror.host_newer:
+                continue
+            mirror.host_newer = False
+            if t is None or tuple(t.shape) != mirror.array.shape:
+                mirror.array = None
+                continue
+            with torch.no_grad():
+                t.detach().copy_(torch.from_numpy(mirror.array))
+            mirror.source, mirror.version = t, t._version
+
+    def _diff_for_upload(self) -> torch.Tensor | None:
+        return self._diff
+
+    # ------------------------------------------------------------------ shape
+    @property
+    def shape(self) -> tuple[int, ...]:
+        t = self._t
+        return tuple(t.shape) if t is not None else self._shape
+
+    @property
+    def count(self) -> int:
+        n = 1
+        for d in self.shape:
+            n *= d
+        return n
+
+    @property
+    def num_axes(self) -> int:
+        return len(self.shape)
+
+    def _legacy(self, index: int) -> int:
+        shape = self.shape
+        if len(shape) > 4:
+            raise ShapeError(
+                f"Cannot use legacy accessors on a blob with {len(shape)} axes "
+                f"(shape {list(shape)}); use .shape"
+            )
+        if index >= len(shape):
+            return 1
+        return shape[index]
+
+    @property
+    def num(self) -> int:
+        return self._legacy(0)
+
+    @property
+    def channels(self) -> int:
+        return self._legacy(1)
+
+    @property
+    def height(self) -> int:
+        return self._legacy(2)
+
+    @property
+    def width(self) -> int:
+        return self._legacy(3)
+
+    def reshape(self, *dims: int) -> None:
+        """Change the shape; contents are zero unless the shape is unchanged."""
+        if len(dims) == 1 and isinstance(dims[0], (list, tuple)):
+            dims = tuple(dims[0])
+        shape = as_shape(dims)
+        if shape == self.shape and self._t is not None:
+            return
+        self._shape = shape
+        self._replace(None)
+        self._diff = None
+        self._forget_mirrors()
+
+    def _forget_mirrors(self) -> None:
+        for mirror in (self._mdata, self._mdiff):
+            if mirror is not None:
+                mirror.array = None
+                mirror.host_newer = False
+
+    def _replace(self, t: torch.Tensor | None) -> None:
+        self._t = t
+
+    def to(self, device: torch.device) -> None:
+        """Move data and diff to ``device`` (used when the run mode changes)."""
+        flush_host_writes()
+        self._device = torch.device(device)
+        if self._t is not None and self._t.device != self._device:
+            self._t = self._t.detach().to(self._device)
+        if self._diff is not None and self._diff.device != self._device:
+            self._diff = self._diff.to(self._device)
+        self._forget_mirrors()
+
+    @property
+    def device(self) -> torch.device:
+        return self._device
+
+    def __repr__(self) -> str:
+        return f"<Blob shape={list(self.shape)} device={self._device}>"
+
+
+class ParamBlob(Blob):
+    """A learnable (or statistics) blob backed by a persistent tensor.
+
+    The data tensor never changes identity (a layer holds it); the diff is its
+    ``.grad``, kept allocated so backward accumulates into it in place, as Caffe
+    accumulates parameter gradients until ``clear_param_diffs``.
+    """
+
+    __slots__ = ()
+
+    def __init__(self, tensor: torch.Tensor) -> None:
+        super().__init__(tuple(tensor.shape), tensor.device)
+        self._t = tensor
+        if tensor.requires_grad or isinstance(tensor, torch.nn.Parameter):
+            if tensor.grad is None:
+                tensor.grad = torch.zeros_like(tensor)
+
+    @property
+    def tensor(self) -> torch.Tensor:
+        return self._t  # type: ignore[return-value]
+
+    @tensor.setter
+    def tensor(self, value: torch.Tensor) -> None:  # noqa: D401 - param blobs keep identity
+        with torch.no_grad():
+            self._t.data = value.detach()  # type: ignore[union-attr]
+        self._shape = tuple(value.shape)
+
+    @property
+    def diff_tensor(self) -> torch.Tensor:
+        t = self._t
+        assert t is not None
+        if isinstance(t, torch.nn.Parameter):
+            g = t.grad
+            if g is None or g.shape != t.shape or g.device != t.device:
+                g = t.grad = torch.zeros_like(t)
+            return g
+        return super().diff_tensor
+
+    @diff_tensor.setter
+    def diff_tensor(self, value: torch.Tensor) -> None:
+        t = self._t
+        if isinstance(t, torch.nn.Parameter):
+            t.grad = value
+        else:
+            self._diff = value
+
+    def _diff_for_upload(self) -> torch.Tensor | None:
+        t = self._t
+        if isinstance(t, torch.nn.Parameter):
+            return t.grad
+        return self._diff
+
+    def _replace(self, t: torch.Tensor | None) -> None:
+        # Reshaping a parameter (net surgery) swaps its storage, not the object,
+        # so every layer sharing it sees the new shape.
+        p = self._t
+        assert p is not None
+        with torch.no_grad():
+            p.data = torch.zeros(self._shape, dtype=p.dtype, device=p.device)
+        if isinstance(p, torch.nn.Parameter):
+            p.grad = torch.zeros_like(p)
+
+    def to(self, device: torch.device) -> None:
+        flush_host_writes()
+        self._device = torch.device(device)
+        p = self._t
+        assert p is not None
+        if p.device != self._device:
+            with torch.no_grad():
+                p.data = p.data.to(self._device)
+                if p.grad is not None:
+                    p.grad = p.grad.to(self._device)
+        if self._diff is not None:
+            self._diff = self._diff.to(self._device)
+        self._forget_mirrors()

@@ -1,0 +1,136 @@
+"""The ``caffe-compat`` command: Caffe's ``caffe`` tool and its companions.
+
+Subcommands live in :mod:`caffe_compat.commands`, one module each, and
+register themselves with :func:`command`. Flags are accepted in every form
+gflags accepts: ``-solver x``, ``--solver x``, ``-solver=x``, ``--solver=x``,
+and booleans as ``--flag``, ``--flag=false`` or ``--noflag``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import pkgutil
+import sys
+from typing import Callable, Sequence
+
+from .errors import CaffeCompatError
+from .log import setup_logging
+
+__all__ = ["main", "command", "gflags_argv", "Command"]
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+class Command:
+    def __init__(self, name: str, help: str, configure: Callable[[argparse.ArgumentParser], None],
+                 run: Handler, passthrough: bool = False) -> None:
+        self.name = name
+        self.help = help
+        self.configure = configure
+        self.run = run
+        self.passthrough = passthrough  # keeps raw argv after the name (e.g. `run SCRIPT ...`)
+
+
+_COMMANDS: dict[str, Command] = {}
+
+
+def command(name: str, help: str, passthrough: bool = False
+            ) -> Callable[[Callable[[argparse.ArgumentParser], Handler]], Callable[[argparse.ArgumentParser], Handler]]:
+    """Register a subcommand. The decorated function adds its arguments to the
+    parser and returns the function that runs it."""
+
+    def deco(setup: Callable[[argparse.ArgumentParser], Handler]):
+        holder: dict[str, Handler] = {}
+
+        def configure(parser: argparse.ArgumentParser) -> None:
+            holder["run"] = setup(parser)
+
+        def run(args: argparse.Namespace) -> int:
+            return holder["run"](args)
+
+        _COMMANDS[name] = Command(name, help, configure, run, passthrough)
+        return setup
+
+    return deco
+
+
+def _load_commands() -> None:
+    from . import commands
+
+    for info in pkgutil.iter_modules(commands.__path__):
+        importlib.import_module(f"{commands.__name__}.{info.name}")
+
+
+def gflags_argv(argv: Sequence[str], booleans: Sequence[str] = ()) -> list[str]:
+    """Rewrite gflags spellings into argparse's: ``-flag`` → ``--flag``,
+    ``--noflag`` → ``--flag=false`` for known booleans."""
+    out: list[str] = []
+    bools = set(booleans)
+    for arg in argv:
+        if arg.startswith("-") and not arg.startswith("--") and len(arg) > 2 and not _is_number(arg):
+            arg = "-" + arg
+        if arg.startswith("--no") and arg[4:].split("=")[0] in bools and "=" not in arg:
+            arg = f"--{arg[4:]}=false"
+        out.append(arg)
+    return out
+
+
+def _is_number(s: str) -> bool:
+    try:
+        float(s)
+        return True
+    except ValueError:
+        return False
+
+
+def parse_bool(value: str | bool) -> bool:
+    if isinstance(value, bool):
+        return value
+    v = value.strip().lower()
+    if v in ("1", "true", "t", "yes", "y"):
+        return True
+    if v in ("0", "false", "f", "no", "n"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    _load_commands()
+    parser = argparse.ArgumentParser(
+        prog="caffe-compat",
+        description="Caffe's command line on PyTorch: train, test, time, device_query and tools.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in sorted(_COMMANDS):
+        cmd = _COMMANDS[name]
+        p = sub.add_parser(name, help=cmd.help, description=cmd.help)
+        cmd.configure(p)
+        p.set_defaults(_command=cmd)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    if argv and argv[0] in _COMMANDS and _COMMANDS[argv[0]].passthrough:
+        args = parser.parse_args(argv[:1] + ["--"] + argv[1:]) if len(argv) > 1 else parser.parse_args(argv)
+    else:
+        args = parser.parse_args(gflags_argv(argv))
+    if not getattr(args, "_command", None):
+        parser.print_help()
+        return 1
+    setup_logging(logging.INFO)
+    try:
+        return int(args._command.run(args) or 0)
+    except CaffeCompatError as exc:
+        logging.getLogger("caffe_compat").error("%s", exc)
+        print(f"caffe-compat {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,5 @@
+"""Common layers: wiring and dense algebra."""
+
+from . import inner_product, input, softmax, split
+
+__all__ = ["inner_product", "input", "softmax", "split"]

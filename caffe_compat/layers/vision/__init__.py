@@ -1,0 +1,5 @@
+"""Vision layers: convolution and pooling families."""
+
+from . import convolution, pooling
+
+__all__ = ["convolution", "pooling"]

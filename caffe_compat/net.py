@@ -1,0 +1,939 @@
+"""Net: Caffe's network as an interpreter over torch layer modules.
+
+Building follows ``Net::Init``: read and upgrade the NetParameter, filter it
+by the NetState, insert Split layers, create each layer from the registry,
+wire bottoms and tops (in-place when a top repeats the bottom at its index),
+record loss weights and parameter specs, work out which layers need backward,
+and collect the outputs.
+
+``forward`` runs the layers in order, reading each bottom from its blob and
+rebinding each top blob to the tensor the layer returned (no copies).
+``backward`` hands autograd the tops whose gradient comes from outside the
+range being run (the loss tops, whose diff is their loss weight, and any
+diff the user wrote), asks it for the gradients of every bottom consumed in
+the range and of the parameters, and stores them as blob diffs the way
+Caffe's layer-by-layer backward leaves them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import weakref
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from . import mode
+from .blob import Blob, ParamBlob, flush_host_writes
+from .errors import (
+    BlobNotFoundError,
+    CaffeCompatError,
+    LayerError,
+    NetError,
+    ProtoError,
+    ShapeError,
+    layer_where,
+)
+from .layers.base import Layer, LayerContext
+from .layers.registry import get_layer_class
+from .netparam import filter_net, insert_splits
+from .proto import caffe_pb2
+from .proto.files import parse_text, read_text
+from .proto.upgrade import upgrade_net
+
+__all__ = ["Net", "load_net_param", "TRAIN", "TEST"]
+
+TRAIN = caffe_pb2.TRAIN
+TEST = caffe_pb2.TEST
+
+_log = logging.getLogger("caffe_compat")
+
+LayerCallback = Callable[[int], None]
+
+
+def load_net_param(model: Any, source: str | None = None) -> tuple[caffe_pb2.NetParameter, str]:
+    """A NetParameter (upgraded to the current format) and a name for messages.
+
+    ``model`` is a path to a .prototxt, a NetParameter, or prototxt text.
+    """
+    if isinstance(model, caffe_pb2.NetParameter):
+        param = caffe_pb2.NetParameter()
+        param.CopyFrom(model)
+        src = source or f"<NetParameter {param.name!r}>"
+    elif isinstance(model, (str, os.PathLike)) and not _looks_like_text(model):
+        src = str(model)
+        param = read_text(model, caffe_pb2.NetParameter())
+    elif isinstance(model, str):
+        src = source or "<prototxt string>"
+        param = parse_text(model, caffe_pb2.NetParameter(), src)
+    else:
+        raise TypeError(f"Net: expected a prototxt path or a NetParameter, got {type(model).__name__}")
+    upgrade_net(param, src)
+    return param, src
+
+
+def _looks_like_text(model: Any) -> bool:
+    return isinstance(model, str) and ("\n" in model or "{" in model) and not os.path.exists(model)
+
+
+class _Node:
+    """One layer of the built net, with its wiring."""
+
+    __slots__ = (
+        "index", "layer", "name", "type", "bottom_ids", "top_ids", "need_backward",
+        "bottom_need_backward", "detach", "loss_weights", "param_ids", "is_input",
+    )
+
+    def __init__(self, index: int, layer: Layer, name: str, type_: str) -> None:
+        self.index = index
+        self.layer = layer
+        self.name = name
+        self.type = type_
+        self.bottom_ids: list[int] = []
+        self.top_ids: list[int] = []
+        self.need_backward = False
+        self.bottom_need_backward: list[bool] = []
+        self.detach: tuple[int, ...] = ()
+        self.loss_weights: list[float] = []
+        self.param_ids: list[int] = []
+        self.is_input = layer.is_input
+
+
+class Net:
+    """A Caffe network (pycaffe's ``caffe.Net``).
+
+    ``Net(model, phase, level=0, stages=None, weights=None)``, or the
+    deprecated ``Net(model, weights, phase)`` that most legacy scripts use.
+    """
+
+    def __init__(self, model: Any, *args: Any, **kwargs: Any) -> None:
+        phase, level, stages, weights = _parse_net_args(args, kwargs)
+        param, source = load_net_param(model)
+        if phase is not None:
+            param.state.phase = phase
+        if level is not None:
+            param.state.level = level
+        if stages is not None:
+            del param.state.stage[:]
+            param.state.stage.extend(stages)
+        self._source = source
+        self._build(param)
+        if weights is not None:
+            self.copy_from(weights)
+
+    # ================================================================ building
+    def _build(self, in_param: caffe_pb2.NetParameter) -> None:
+        self.phase: int = in_param.state.phase
+        self._device = mode.current_device()
+        filtered = filter_net(in_param, self._source)
+        param = insert_splits(filtered, self._source)
+        if len(param.input):
+            raise NetError(f"{self._source}: input fields left after upgrade")  # pragma: no cover
+        self._param = param
+        self.name = param.name
+        self._force_backward = param.force_backward
+        self._debug_info = param.debug_info
+
+        self._blob_list: list[Blob] = []
+        self._blob_names: list[str] = []
+        self._nodes: list[_Node] = []
+        self._input_ids: list[int] = []
+        name_to_id: dict[str, int] = {}
+        available: set[str] = set()
+        blob_need_backward: list[bool] = []
+        ctx_base = dict(
+            phase=self.phase, device=torch.device("cpu"), source=self._source,
+            source_dir=Path(self._source).resolve().parent if os.path.exists(self._source) else None,
+            net=weakref.proxy(self), force_backward=self._force_backward,
+        )
+        # Parameter bookkeeping (Caffe's params_, param_owners_, learnable_params_...).
+        self._param_blobs: list[ParamBlob] = []
+        self._param_owner: list[int] = []
+        self._param_layer: list[tuple[int, int]] = []
+        self._param_display: list[str] = []
+        self._learnable: list[ParamBlob] = []
+        self._learnable_index: list[int] = []
+        self._lr_mult: list[float] = []
+        self._decay_mult: list[float] = []
+        self._has_lr: list[bool] = []
+        self._has_decay: list[bool] = []
+        self._param_name_index: dict[str, int] = {}
+
+        for li, lp in enumerate(param.layer):
+            if not lp.HasField("phase"):
+                lp.phase = self.phase
+            cls = get_layer_class(lp.type, lp.name)
+            where = f"{self._source}: {layer_where(lp.type, lp.name)}"
+            if len(lp.propagate_down) and len(lp.propagate_down) != len(lp.bottom):
+                raise NetError(
+                    f"{where}: propagate_down must be given 0 or {len(lp.bottom)} times "
+                    f"(once per bottom), got {len(lp.propagate_down)}"
+                )
+            # ---- bottoms
+            bottom_ids: list[int] = []
+            bottom_nb: list[bool] = []
+            need_backward = False
+            for j, bname in enumerate(lp.bottom):
+                if bname not in available:
+                    raise NetError(
+                        f'{where}: unknown bottom blob "{bname}" (bottom index {j}); '
+                        + ("it was consumed by an earlier layer" if bname in name_to_id
+                           else "no earlier layer produces it")
+                    )
+                bid = name_to_id[bname]
+                available.discard(bname)
+                bottom_ids.append(bid)
+                pd = lp.propagate_down[j] if len(lp.propagate_down) else True
+                bottom_nb.append(blob_need_backward[bid] and pd)
+                need_backward |= blob_need_backward[bid]
+            # ---- tops
+            top_ids: list[int] = []
+            n_top = len(lp.top)
+            for j, tname in enumerate(lp.top):
+                if j < len(lp.bottom) and lp.bottom[j] == tname:
+                    top_ids.append(name_to_id[tname])  # in-place
+                elif tname in name_to_id:
+                    raise NetError(
+                        f'{where}: top blob "{tname}" is produced by multiple sources '
+                        "(an earlier layer already produces it, and this layer does not "
+                        "compute it in place: in-place needs the same name as bottom "
+                        f"index {j})"
+                    )
+                else:
+                    top_ids.append(self._new_blob(tname, name_to_id, blob_need_backward))
+                available.add(tname)
+            self._check_counts(cls, where, len(bottom_ids), n_top)
+            if cls.auto_top_blobs:
+                needed = max(cls.min_top or 0, cls.exact_num_top or 0)
+                while len(top_ids) < needed:
+                    top_ids.append(self._new_blob("(automatic)", None, blob_need_backward))
+            # ---- the layer itself
+            bottom_shapes = [self._blob_list[b].shape for b in bottom_ids]
+            ctx = LayerContext(**ctx_base)
+            try:
+                layer = cls(lp, bottom_shapes, ctx)
+                top_shapes = layer.top_shapes(bottom_shapes)
+            except CaffeCompatError as exc:
+                raise type(exc)(f"{self._source}: {exc}") from exc
+            except Exception as exc:
+                raise LayerError(
+                    f"{where}: setup failed for bottoms "
+                    f"{[list(s) for s in bottom_shapes]}: {type(exc).__name__}: {exc}"
+                ) from exc
+            if len(top_shapes) != len(top_ids):
+                raise LayerError(
+                    f"{where}: produces {len(top_shapes)} top(s) but {len(top_ids)} are declared"
+                )
+            for bid, shape in zip(top_ids, top_shapes):
+                blob = self._blob_list[bid]
+                blob._t = None
+                blob._shape = tuple(shape)
+            node = _Node(li, layer, lp.name, lp.type)
+            node.bottom_ids, node.top_ids = bottom_ids, top_ids
+            node.bottom_need_backward = bottom_nb
+            node.loss_weights = self._loss_weights(cls, lp, len(top_ids), where)
+            # ---- parameters
+            n_params = len(layer.params)
+            if len(lp.param) > n_params:
+                raise NetError(
+                    f"{where}: {len(lp.param)} param specs given but the layer has "
+                    f"{n_params} parameter blob(s)"
+                )
+            for pi in range(n_params):
+                spec = lp.param[pi] if pi < len(lp.param) else caffe_pb2.ParamSpec()
+                learnable = isinstance(layer.params[pi], torch.nn.Parameter)
+                need_backward |= learnable and spec.lr_mult > 0
+            for pi in range(n_params):
+                self._append_param(node, pi, where)
+            node.need_backward = need_backward
+            if need_backward:
+                for bid in top_ids:
+                    blob_need_backward[bid] = True
+            if layer.is_input:
+                self._input_ids.extend(top_ids)
+            self._nodes.append(node)
+
+        self._finish_backward_flags(blob_need_backward)
+        self._output_ids = [name_to_id[n] for n in sorted(available)]
+        self._blob_need_backward = blob_need_backward
+        self._set_param_grad_flags()
+        self._init_loss_diffs()
+        self.to(self._device)
+        self._index_names()
+        self._records: list[tuple[list[torch.Tensor], Sequence[torch.Tensor]] | None] = [None] * len(self._nodes)
+        self._graph_alive = False
+        self._hooks: dict[str, list[LayerCallback]] = {
+            "before_forward": [], "after_forward": [], "before_backward": [], "after_backward": [],
+        }
+
+    def _new_blob(self, name: str, name_to_id: dict[str, int] | None,
+                  need: list[bool]) -> int:
+        bid = len(self._blob_list)
+        self._blob_list.append(Blob((), "cpu"))
+        self._blob_names.append(name)
+        need.append(False)
+        if name_to_id is not None:
+            name_to_id[name] = bid
+        return bid
+
+    @staticmethod
+    def _check_counts(cls: type[Layer], where: str, nb: int, nt: int) -> None:
+        def check(kind: str, n: int, exact: int | None, lo: int | None, hi: int | None) -> None:
+            if exact is not None and n != exact:
+                raise LayerError(f"{where}: expected {exact} {kind} blob(s), got {n}")
+            if lo is not None and n < lo:
+                raise LayerError(f"{where}: expected at least {lo} {kind} blob(s), got {n}")
+            if hi is not None and n > hi:
+                raise LayerError(f"{where}: expected at most {hi} {kind} blob(s), got {n}")
+
+        check("bottom", nb, cls.exact_num_bottom, cls.min_bottom, cls.max_bottom)
+        if not (cls.auto_top_blobs and nt < max(cls.min_top or 0, cls.exact_num_top or 0)):
+            check("top", nt, cls.exact_num_top, cls.min_top, cls.max_top)
+        if cls.equal_num_bottom_top and nb != nt:
+            raise LayerError(
+                f"{where}: expected as many top blobs as bottom blobs, got {nb} bottom(s) "
+                f"and {nt} top(s)"
+            )
+
+    @staticmethod
+    def _loss_weights(cls: type[Layer], lp: caffe_pb2.LayerParameter, n_top: int,
+                      where: str) -> list[float]:
+        weights = list(lp.loss_weight)
+        if not weights and cls.is_loss:
+            weights = [1.0]
+        if weights and len(weights) != n_top:
+            raise LayerError(
+                f"{where}: loss_weight must be unspecified or given once per top blob: "
+                f"{len(weights)} weight(s) for {n_top} top(s)"
+                + (" (a loss layer's default weight covers top 0 only; give one "
+                   "loss_weight per top)" if not lp.loss_weight else "")
+            )
+        return weights or [0.0] * n_top
+
+    def _append_param(self, node: _Node, pi: int, where: str) -> None:
+        lp = node.layer.layer_param
+        layer = node.layer
+        spec = lp.param[pi] if pi < len(lp.param) else caffe_pb2.ParamSpec()
+        pname = spec.name
+        net_pid = len(self._param_blobs)
+        self._param_blobs.append(layer.blobs[pi])
+        self._param_layer.append((node.index, pi))
+        self._param_display.append(pname or str(pi))
+        node.param_ids.append(net_pid)
+        learnable = isinstance(layer.params[pi], torch.nn.Parameter)
+        if not pname or pname not in self._param_name_index:
+            self._param_owner.append(-1)
+            if pname:
+                self._param_name_index[pname] = net_pid
+            self._learnable_index.append(len(self._learnable))
+            self._learnable.append(layer.blobs[pi])
+            self._has_lr.append(spec.HasField("lr_mult") or not learnable)
+            self._has_decay.append(spec.HasField("decay_mult"))
+            self._lr_mult.append(spec.lr_mult if learnable else 0.0)
+            self._decay_mult.append(spec.decay_mult)
+            return
+        owner_pid = self._param_name_index[pname]
+        self._param_owner.append(owner_pid)
+        owner_li, owner_pi = self._param_layer[owner_pid]
+        owner = self._nodes[owner_li].layer if owner_li < len(self._nodes) else layer
+        mine, theirs = tuple(layer.params[pi].shape), tuple(owner.params[owner_pi].shape)
+        if spec.share_mode == caffe_pb2.ParamSpec.PERMISSIVE:
+            if int(np.prod(mine)) != int(np.prod(theirs)):
+                raise NetError(
+                    f"{where}: shared parameter '{pname}' must have the same count as its "
+                    f"owner's: {list(mine)} vs {list(theirs)}"
+                )
+        elif mine != theirs:
+            raise NetError(
+                f"{where}: shared parameter '{pname}' has shape {list(mine)} but its owner "
+                f'layer "{self._nodes[owner_li].name}" has {list(theirs)} '
+                "(use share_mode: PERMISSIVE to only require equal counts)"
+            )
+        if mine != theirs:
+            with torch.no_grad():
+                owner_t = owner.params[owner_pi]
+                layer.params[pi] = owner_t.view(mine)  # same storage, this layer's shape
+        else:
+            layer.share_param(pi, owner, owner_pi)
+        self._param_blobs[net_pid] = owner.blobs[owner_pi]
+        li = self._learnable_index[owner_pid]
+        self._learnable_index.append(li)
+        if spec.HasField("lr_mult"):
+            if self._has_lr[li] and spec.lr_mult != self._lr_mult[li]:
+                raise NetError(f"{where}: shared param '{pname}' has mismatched lr_mult "
+                               f"({spec.lr_mult} here, {self._lr_mult[li]} before)")
+            self._has_lr[li], self._lr_mult[li] = True, spec.lr_mult
+        if spec.HasField("decay_mult"):
+            if self._has_decay[li] and spec.decay_mult != self._decay_mult[li]:
+                raise NetError(f"{where}: shared param '{pname}' has mismatched decay_mult "
+                               f"({spec.decay_mult} here, {self._decay_mult[li]} before)")
+            self._has_decay[li], self._decay_mult[li] = True, spec.decay_mult
+
+    def _finish_backward_flags(self, blob_need_backward: list[bool]) -> None:
+        """Caffe's second pass: skip backward where nothing reaches a loss."""
+        under_loss: set[int] = set()
+        skip_backp: set[int] = set()
+        for node in reversed(self._nodes):
+            contributes = False
+            skip_down = True
+            for k, bid in enumerate(node.top_ids):
+                if node.loss_weights[k] or bid in under_loss:
+                    contributes = True
+                if bid not in skip_backp:
+                    skip_down = False
+                if contributes and not skip_down:
+                    break
+            if node.need_backward and skip_down:
+                node.need_backward = False
+                node.bottom_need_backward = [False] * len(node.bottom_ids)
+            if not contributes:
+                node.need_backward = False
+            for k, bid in enumerate(node.bottom_ids):
+                if contributes:
+                    under_loss.add(bid)
+                else:
+                    node.bottom_need_backward[k] = False
+                if not node.bottom_need_backward[k]:
+                    skip_backp.add(bid)
+        if self._force_backward:
+            for node in self._nodes:
+                node.need_backward = True
+                for k, bid in enumerate(node.bottom_ids):
+                    allowed = k not in node.layer.no_force_backward
+                    node.bottom_need_backward[k] = node.bottom_need_backward[k] or allowed
+                    blob_need_backward[bid] = blob_need_backward[bid] or node.bottom_need_backward[k]
+        for node in self._nodes:
+            node.detach = tuple(k for k, nb in enumerate(node.bottom_need_backward) if not nb)
+
+    def _set_param_grad_flags(self) -> None:
+        for li, blob in enumerate(self._learnable):
+            t = blob.tensor
+            if isinstance(t, torch.nn.Parameter):
+                t.requires_grad_(self._force_backward or self._lr_mult[li] > 0)
+
+    def _init_loss_diffs(self) -> None:
+        # Caffe's SetLossWeights: a loss top's diff holds its loss weight.
+        for node in self._nodes:
+            for k, bid in enumerate(node.top_ids):
+                w = node.loss_weights[k]
+                if w:
+                    blob = self._blob_list[bid]
+                    blob._diff = torch.full(blob.shape, w, dtype=torch.float32)
+
+    def _index_names(self) -> None:
+        self._layer_names = [n.name for n in self._nodes]
+        self._layer_index: dict[str, int] = {}
+        for i, n in enumerate(self._nodes):
+            self._layer_index.setdefault(n.name, i)
+        self._blob_index = {name: i for i, name in enumerate(self._blob_names)}
+        self._blobs_dict = OrderedDict(zip(self._blob_names, self._blob_list))
+        self._params_dict: OrderedDict[str, list[ParamBlob]] | None = None
+        self._loss_tops = [
+            (n.index, k, w) for n in self._nodes for k, w in enumerate(n.loss_weights) if w
+        ]
+
+    # ============================================================ pycaffe API
+    @property
+    def layers(self) -> list[Layer]:
+        return [n.layer for n in self._nodes]
+
+    @property
+    def blobs(self) -> "OrderedDict[str, Blob]":
+        return self._blobs_dict
+
+    @property
+    def _blobs(self) -> list[Blob]:
+        return self._blob_list
+
+    @property
+    def layer_dict(self) -> "OrderedDict[str, Layer]":
+        return OrderedDict((n.name, n.layer) for n in self._nodes)
+
+    @property
+    def params(self) -> "OrderedDict[str, list[ParamBlob]]":
+        if self._params_dict is None:
+            self._params_dict = OrderedDict(
+                (n.name, n.layer.blobs) for n in self._nodes if n.layer.blobs
+            )
+        return self._params_dict
+
+    @property
+    def blob_loss_weights(self) -> "OrderedDict[str, float]":
+        weights = [0.0] * len(self._blob_list)
+        for node in self._nodes:
+            for k, bid in enumerate(node.top_ids):
+                weights[bid] = node.loss_weights[k]
+        return OrderedDict(zip(self._blob_names, weights))
+
+    @property
+    def top_names(self) -> "OrderedDict[str, list[str]]":
+        return OrderedDict((n.name, [self._blob_names[b] for b in n.top_ids]) for n in self._nodes)
+
+    @property
+    def bottom_names(self) -> "OrderedDict[str, list[str]]":
+        return OrderedDict((n.name, [self._blob_names[b] for b in n.bottom_ids]) for n in self._nodes)
+
+    @property
+    def inputs(self) -> list[str]:
+        return [self._blob_names[i] for i in self._input_ids]
+
+    @property
+    def outputs(self) -> list[str]:
+        return [self._blob_names[i] for i in self._output_ids]
+
+    @property
+    def _inputs(self) -> list[int]:
+        return list(self._input_ids)
+
+    @property
+    def _outputs(self) -> list[int]:
+        return list(self._output_ids)
+
+    @property
+    def _blob_loss_weights(self) -> list[float]:
+        return list(self.blob_loss_weights.values())
+
+    @property
+    def _param_names(self) -> list[str]:
+        return list(self._param_display)
+
+    @property
+    def learnable_params(self) -> list[ParamBlob]:
+        """Caffe's ``learnable_params()``: one blob per owned parameter."""
+        return list(self._learnable)
+
+    @property
+    def params_lr(self) -> list[float]:
+        return list(self._lr_mult)
+
+    @property
+    def params_weight_decay(self) -> list[float]:
+        return list(self._decay_mult)
+
+    @property
+    def device(self) -> torch.device:
+        return self._device
+
+    def layer_index(self, name: str) -> int:
+        try:
+            return self._layer_index[name]
+        except KeyError:
+            raise BlobNotFoundError(
+                f'{self._source}: no layer named "{name}"; layers: {", ".join(self._layer_names)}'
+            ) from None
+
+    def blob(self, name: str) -> Blob:
+        i = self._blob_index.get(name)
+        if i is None:
+            raise BlobNotFoundError(f'{self._source}: no blob named "{name}"')
+        return self._blob_list[i]
+
+    # ------------------------------------------------------------------ hooks
+    def before_forward(self, callback: LayerCallback) -> None:
+        self._hooks["before_forward"].append(callback)
+
+    def after_forward(self, callback: LayerCallback) -> None:
+        self._hooks["after_forward"].append(callback)
+
+    def before_backward(self, callback: LayerCallback) -> None:
+        self._hooks["before_backward"].append(callback)
+
+    def after_backward(self, callback: LayerCallback) -> None:
+        self._hooks["after_backward"].append(callback)
+
+    # ================================================================ forward
+    def forward(self, blobs: Iterable[str] | None = None, start: str | None = None,
+                end: str | None = None, **kwargs: np.ndarray) -> dict[str, np.ndarray]:
+        """Run the net (or the layers from ``start`` to ``end``); return outputs.
+
+        Keyword arguments copy arrays into input blobs first. The returned
+        dict maps the net outputs (or ``end``'s tops) and any names in
+        ``blobs`` to their data arrays.
+        """
+        start_i = self.layer_index(start) if start is not None else 0
+        end_i = self.layer_index(end) if end is not None else len(self._nodes) - 1
+        if end is not None:
+            outputs = set(self.top_names[end]) | set(blobs or ())
+        else:
+            outputs = set(self.outputs) | set(blobs or ())
+        if kwargs:
+            self._set_inputs(kwargs)
+        self._forward_range(start_i, end_i)
+        return {name: self.blob(name).data for name in outputs}
+
+    def _set_inputs(self, arrays: Mapping[str, Any]) -> None:
+        inputs = set(self.inputs)
+        for name, value in arrays.items():
+            if name not in inputs:
+                raise BlobNotFoundError(
+                    f'{self._source}: "{name}" is not an input blob of this net; '
+                    f"inputs: {', '.join(self.inputs) or '(none)'}"
+                )
+            blob = self.blob(name)
+            arr = np.asarray(value, dtype=np.float32)
+            if arr.shape != blob.shape:
+                if arr.size == blob.count and arr.ndim and blob.shape and arr.shape[0] == blob.shape[0]:
+                    arr = arr.reshape(blob.shape)
+                else:
+                    raise ShapeError(
+                        f'input blob "{name}": expected an array of shape {list(blob.shape)}, '
+                        f"got {list(arr.shape)} (reshape the blob with "
+                        f"net.blobs['{name}'].reshape(...) and net.reshape() first)"
+                    )
+            blob.data[...] = arr
+
+    def _forward_range(self, start: int, end: int, want_loss: bool = False) -> torch.Tensor | None:
+        if not 0 <= start < len(self._nodes) or not 0 <= end < len(self._nodes):
+            raise NetError(f"forward: layer range {start}..{end} outside 0..{len(self._nodes) - 1}")
+        flush_host_writes()
+        self._sync_device()
+        blobs = self._blob_list
+        records = self._records
+        hooks_b = self._hooks["before_forward"]
+        hooks_a = self._hooks["after_forward"]
+        grad_on = torch.is_grad_enabled()
+        loss: torch.Tensor | None = None
+        for i in range(start, end + 1):
+            node = self._nodes[i]
+            for cb in hooks_b:
+                cb(i)
+            if node.is_input:
+                tops = self._feed_inputs(node, grad_on)
+                records[i] = ([], tops)
+            else:
+                bottoms = [blobs[b].tensor for b in node.bottom_ids]
+                for k in node.detach:
+                    bottoms[k] = bottoms[k].detach()
+                try:
+                    if grad_on and not node.need_backward:
+                        with torch.no_grad():
+                            out = node.layer.forward(*bottoms)
+                    else:
+                        out = node.layer.forward(*bottoms)
+                except CaffeCompatError:
+                    raise
+                except Exception as exc:
+                    raise LayerError(
+                        f"{layer_where(node.type, node.name)}: forward failed on bottoms "
+                        f"{[list(b.shape) for b in bottoms]}: {type(exc).__name__}: {exc}"
+                    ) from exc
+                tops = (out,) if isinstance(out, torch.Tensor) else out
+                for bid, t in zip(node.top_ids, tops):
+                    for b in bottoms:
+                        if t is b:
+                            # A top must be its own autograd node (identity layers
+                            # such as Dropout at TEST return their input).
+                            t = t.view_as(t)
+                            tops = tuple(t if x is b else x for x in tops)
+                            break
+                    blobs[bid]._t = t
+                records[i] = (bottoms, tops)
+            if want_loss and node.loss_weights:
+                for k, w in enumerate(node.loss_weights):
+                    if w:
+                        term = tops[k].detach().sum() * w
+                        loss = term if loss is None else loss + term
+            for cb in hooks_a:
+                cb(i)
+        self._graph_alive = True
+        return loss
+
+    def _feed_inputs(self, node: _Node, grad_on: bool) -> list[torch.Tensor]:
+        tops = []
+        for bid in node.top_ids:
+            blob = self._blob_list[bid]
+            t = blob.tensor
+            if t.requires_grad or t.grad_fn is not None:
+                t = t.detach()
+            if grad_on and self._blob_need_backward[bid]:
+                t = t.detach().requires_grad_(True)
+            blob._t = t
+            tops.append(t)
+        return tops
+
+    # =============================================================== backward
+    def backward(self, diffs: Iterable[str] | None = None, start: str | None = None,
+                 end: str | None = None, **kwargs: np.ndarray) -> dict[str, np.ndarray]:
+        """Backpropagate (from ``start`` down to ``end``); return input diffs.
+
+        Keyword arguments set the diffs of output blobs first. The returned dict
+        maps the net inputs (or ``end``'s bottoms) and the names in ``diffs``
+        to their diff arrays.
+        """
+        start_i = self.layer_index(start) if start is not None else len(self._nodes) - 1
+        end_i = self.layer_index(end) if end is not None else 0
+        if end is not None:
+            outputs = set(self.bottom_names[end]) | set(diffs or ())
+        else:
+            outputs = set(self.inputs) | set(diffs or ())
+        if kwargs:
+            outs = set(self.outputs)
+            for name, value in kwargs.items():
+                if name not in outs:
+                    raise BlobNotFoundError(
+                        f'backward: "{name}" is not an output blob; outputs: {", ".join(self.outputs)}'
+                    )
+                blob = self.blob(name)
+                arr = np.asarray(value, dtype=np.float32)
+                if arr.shape != blob.shape:
+                    raise ShapeError(
+                        f'backward: diff for "{name}" has shape {list(arr.shape)}, '
+                        f"blob has {list(blob.shape)}"
+                    )
+                blob.diff[...] = arr
+        self._backward_range(start_i, end_i, retain_graph=True)
+        return {name: self.blob(name).diff for name in outputs}
+
+    def _backward_range(self, start: int, end: int, retain_graph: bool = True) -> None:
+        if not 0 <= end <= start < len(self._nodes):
+            raise NetError(f"backward: layer range {start}..{end} invalid for {len(self._nodes)} layers")
+        if not self._graph_alive:
+            raise NetError(
+                "backward() needs a forward() first (the previous backward of the solver "
+                "freed the graph, or no forward ran yet)"
+            )
+        flush_host_writes()
+        blobs = self._blob_list
+        nodes = self._nodes
+        records = self._records
+        consumed: dict[int, torch.Tensor] = {}
+        for i in range(end, start + 1):
+            rec = records[i]
+            if rec is None:
+                raise NetError(f'backward: layer "{nodes[i].name}" has not run forward yet')
+            for t in rec[0]:
+                if t.requires_grad:
+                    consumed[id(t)] = t
+        seeds: list[torch.Tensor] = []
+        grads: list[torch.Tensor] = []
+        params: list[torch.Tensor] = []
+        seen_params: set[int] = set()
+        for i in range(end, start + 1):
+            node = nodes[i]
+            if not node.need_backward:
+                continue
+            for k, t in enumerate(records[i][1]):  # type: ignore[index]
+                if id(t) in consumed or not t.requires_grad:
+                    continue
+                blob = blobs[node.top_ids[k]]
+                if not blob.has_diff:
+                    continue  # an all-zero seed contributes nothing
+                seeds.append(t)
+                grads.append(blob.diff_tensor)
+            for p in node.layer.params:
+                if p.requires_grad and id(p) not in seen_params:
+                    seen_params.add(id(p))
+                    params.append(p)
+        for cb in self._hooks["before_backward"]:
+            for i in range(start, end - 1, -1):
+                cb(i)
+        inputs = params + list(consumed.values())
+        if seeds and inputs:
+            try:
+                torch.autograd.backward(seeds, grads, inputs=inputs, retain_graph=retain_graph)
+            except RuntimeError as exc:
+                if "second time" in str(exc) or "freed" in str(exc):
+                    raise NetError(
+                        "backward: the graph of the last forward was already used by a "
+                        "solver step; run forward() again"
+                    ) from exc
+                raise
+        # Store bottom gradients as Caffe leaves them: the lowest layer that
+        # writes a blob's diff writes it last.
+        done: set[int] = set()
+        for i in range(end, start + 1):
+            node = nodes[i]
+            bottoms = records[i][0]  # type: ignore[index]
+            for k, bid in enumerate(node.bottom_ids):
+                t = bottoms[k]
+                if id(t) not in consumed:
+                    continue
+                g = t.grad
+                t.grad = None
+                if bid in done or not (node.need_backward and node.bottom_need_backward[k]):
+                    continue
+                done.add(bid)
+                blobs[bid]._diff = g if g is not None else None
+        if not retain_graph:
+            self._graph_alive = False
+        for cb in self._hooks["after_backward"]:
+            for i in range(end, start + 1):
+                cb(i)
+
+    def _forward_backward(self) -> torch.Tensor | None:
+        """One training pass for the solver: forward, then backward from the
+        loss tops into the parameter gradients only (no blob diffs kept)."""
+        loss = self._forward_range(0, len(self._nodes) - 1, want_loss=True)
+        seeds, grads = [], []
+        for li, k, _ in self._loss_tops:
+            node = self._nodes[li]
+            if not node.need_backward:
+                continue
+            t = self._records[li][1][k]  # type: ignore[index]
+            if t.requires_grad:
+                seeds.append(t)
+                grads.append(self._blob_list[node.top_ids[k]].diff_tensor)
+        params = [b.tensor for b in self._learnable if b.tensor.requires_grad]
+        if seeds and params:
+            torch.autograd.backward(seeds, grads, inputs=params)
+        self._graph_alive = False
+        return loss
+
+    # ============================================================ whole-net ops
+    def reshape(self) -> None:
+        """Propagate input shapes through every layer (Caffe's ``Net::Reshape``)."""
+        blobs = self._blob_list
+        for node in self._nodes:
+            if node.is_input:
+                continue
+            shapes = [blobs[b].shape for b in node.bottom_ids]
+            try:
+                tops = node.layer.top_shapes(shapes)
+            except CaffeCompatError:
+                raise
+            except Exception as exc:
+                raise ShapeError(
+                    f"{layer_where(node.type, node.name)}: cannot reshape for bottoms "
+                    f"{[list(s) for s in shapes]}: {exc}"
+                ) from exc
+            for bid, shape in zip(node.top_ids, tops):
+                blob = blobs[bid]
+                if blob.shape != tuple(shape) or blob._t is None:
+                    blob._t = None
+                    blob._shape = tuple(shape)
+
+    def clear_param_diffs(self) -> None:
+        """Zero every parameter gradient (Caffe's ``ClearParamDiffs``)."""
+        grads = [b.diff_tensor for b in self._learnable]
+        if grads:
+            torch._foreach_zero_(grads)
+
+    def share_with(self, other: "Net") -> None:
+        """Use ``other``'s parameter tensors for layers of the same name."""
+        for onode in other._nodes:
+            i = self._layer_index.get(onode.name)
+            if i is None:
+                continue
+            mine = self._nodes[i].layer
+            if len(mine.params) != len(onode.layer.params):
+                raise NetError(
+                    f'share_with: layer "{onode.name}" has {len(mine.params)} blobs here, '
+                    f"{len(onode.layer.params)} in the other net"
+                )
+            for pi in range(len(mine.params)):
+                a, b = mine.params[pi].shape, onode.layer.params[pi].shape
+                if a != b:
+                    raise ShapeError(
+                        f'share_with: layer "{onode.name}" blob {pi}: shape {list(a)} here, '
+                        f"{list(b)} in the other net"
+                    )
+                mine.share_param(pi, onode.layer, pi)
+        self._refresh_learnable()
+
+    def _refresh_learnable(self) -> None:
+        self._params_dict = None
+        for net_pid, (li, pi) in enumerate(self._param_layer):
+            blob = self._nodes[li].layer.blobs[pi]
+            self._param_blobs[net_pid] = blob
+            if self._param_owner[net_pid] == -1:
+                self._learnable[self._learnable_index[net_pid]] = blob
+
+    # ----------------------------------------------------------------- device
+    def _sync_device(self) -> None:
+        dev = mode.current_device()
+        if dev != self._device:
+            self.to(dev)
+
+    def to(self, device: torch.device | str) -> "Net":
+        """Move parameters and blobs to ``device`` (tensors keep their identity)."""
+        device = torch.device(device)
+        self._device = device
+        seen: set[int] = set()
+        for node in self._nodes:
+            layer = node.layer
+            for t in list(layer.parameters()) + list(layer.buffers()) + list(layer.params):
+                if id(t) in seen or t.device == device or t._is_view():
+                    continue
+                seen.add(id(t))
+                with torch.no_grad():
+                    t.data = t.data.to(device)
+                    if t.grad is not None:
+                        t.grad = t.grad.to(device)
+            layer.ctx.device = device
+        for blob in self._blob_list:
+            blob.to(device)
+        for blob in self._param_blobs:
+            blob._device = device
+        return self
+
+    # ---------------------------------------------------------------- weights
+    def copy_from(self, path: str | os.PathLike[str]) -> None:
+        """Load weights by layer name (binary .caffemodel or HDF5, by content)."""
+        from .weights import copy_weights_from
+
+        copy_weights_from(self, path)
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the weights as a binary .caffemodel that real Caffe reads."""
+        from .weights import save_caffemodel
+
+        save_caffemodel(self, path)
+
+    def save_hdf5(self, path: str | os.PathLike[str]) -> None:
+        from .weights import save_hdf5
+
+        save_hdf5(self, path)
+
+    def load_hdf5(self, path: str | os.PathLike[str]) -> None:
+        from .weights import load_hdf5
+
+        load_hdf5(self, path)
+
+    def to_proto(self, write_diff: bool = False) -> caffe_pb2.NetParameter:
+        """The net as a NetParameter with its blobs (Caffe's ``Net::ToProto``)."""
+        from .weights import net_to_proto
+
+        return net_to_proto(self, write_diff)
+
+    def __repr__(self) -> str:
+        return f"<caffe_compat.Net {self.name!r}: {len(self._nodes)} layers, phase {'TRAIN' if self.phase == TRAIN else 'TEST'}>"
+
+
+def _parse_net_args(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[int | None, int | None, list[str] | None, Any]:
+    """Accept both pycaffe signatures.
+
+    ``(phase, level=0, stages=None, weights=None)`` and the deprecated
+    ``(weights, phase)``.
+    """
+    phase = kwargs.pop("phase", None)
+    level = kwargs.pop("level", None)
+    stages = kwargs.pop("stages", None)
+    weights = kwargs.pop("weights", None)
+    if kwargs:
+        raise TypeError(f"Net: unexpected keyword argument(s) {', '.join(kwargs)}")
+    rest = list(args)
+    if rest and isinstance(rest[0], (str, os.PathLike)):
+        if weights is not None:
+            raise TypeError("Net: weights given twice")
+        weights = rest.pop(0)
+    if rest:
+        if phase is not None:
+            raise TypeError("Net: phase given twice")
+        phase = rest.pop(0)
+    if rest:
+        level = rest.pop(0)
+    if rest:
+        stages = rest.pop(0)
+    if rest:
+        raise TypeError("Net: too many positional arguments")
+    if phase is not None:
+        phase = int(phase)
+        if phase not in (TRAIN, TEST):
+            raise ValueError(f"Net: phase must be caffe.TRAIN (0) or caffe.TEST (1), got {phase}")
+    if stages is not None:
+        stages = [str(s) for s in stages]
+    return phase, (int(level) if level is not None else None), stages, weights

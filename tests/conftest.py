@@ -1,0 +1,29 @@
+"""Shared test fixtures: a clean global Caffe mode for every test."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import caffe_compat as caffe
+from caffe_compat import mode
+
+
+@pytest.fixture(autouse=True)
+def _caffe_defaults():
+    """Each test starts in CPU mode with a fixed seed, and leaves it that way."""
+    caffe.set_mode_cpu()
+    caffe.set_random_seed(1701)
+    mode.set_strict(False)
+    yield
+    caffe.set_mode_cpu()
+    mode.set_strict(False)
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device; none on this machine")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)

@@ -20,7 +20,7 @@ from .mode import (
 )
 from .net import TEST, TRAIN, Net
 from .proto import caffe_pb2
-from . import layers
+from . import layers, pycaffe  # noqa: F401  (pycaffe attaches Net helpers)
 
 __all__ = [
     "__version__",

@@ -1,0 +1,82 @@
+"""pycaffe's batch conveniences on Net (``python/caffe/pycaffe.py``).
+
+``forward_all`` and ``forward_backward_all`` split arrays into net-sized
+batches (padding the last one with zeros and dropping the padding from the
+result), as pycaffe does. They are attached to :class:`~caffe_compat.net.Net`.
+"""
+
+from __future__ import annotations
+
+from itertools import zip_longest
+from typing import Any, Iterator
+
+import numpy as np
+
+from .errors import ShapeError
+from .net import Net
+
+__all__ = ["forward_all", "forward_backward_all", "batches"]
+
+
+def batches(net: Net, arrays: dict[str, np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
+    """Net-sized batches of ``arrays`` (first axis), the last one zero-padded."""
+    if not arrays:
+        return
+    sizes = {name: len(a) for name, a in arrays.items()}
+    if len(set(sizes.values())) != 1:
+        raise ShapeError(f"all arrays must have the same number of items, got {sizes}")
+    num = next(iter(sizes.values()))
+    batch = next(iter(net.blobs.values())).shape[0]
+    for start in range(0, num - num % batch, batch):
+        yield {name: a[start:start + batch] for name, a in arrays.items()}
+    rest = num % batch
+    if rest:
+        padded = {}
+        for name, a in arrays.items():
+            a = np.asarray(a)
+            pad = np.zeros((batch - rest,) + a.shape[1:], dtype=np.float32)
+            padded[name] = np.concatenate([a[-rest:], pad])
+        yield padded
+
+
+def _pad_of(outs: dict[str, list[Any]], kwargs: dict[str, Any]) -> int:
+    if not outs or not kwargs:
+        return 0
+    return len(next(iter(outs.values()))) - len(next(iter(kwargs.values())))
+
+
+def forward_all(self: Net, blobs: list[str] | None = None, **kwargs: np.ndarray) -> dict[str, np.ndarray]:
+    """Forward ``kwargs`` (input name → N items) in batches; outputs for all N."""
+    names = set(self.outputs) | set(blobs or ())
+    outs: dict[str, list[np.ndarray]] = {n: [] for n in names}
+    for batch in batches(self, kwargs):
+        for name, value in self.forward(blobs=blobs, **batch).items():
+            outs[name].extend(value.copy())
+    result = {n: np.asarray(v) for n, v in outs.items()}
+    pad = _pad_of(outs, kwargs)
+    return {n: v[:-pad] for n, v in result.items()} if pad else result
+
+
+def forward_backward_all(self: Net, blobs: list[str] | None = None, diffs: list[str] | None = None,
+                         **kwargs: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Forward inputs and backward output diffs (both from ``kwargs``) in batches."""
+    outs: dict[str, list[np.ndarray]] = {n: [] for n in set(self.outputs) | set(blobs or ())}
+    grads: dict[str, list[np.ndarray]] = {n: [] for n in set(self.inputs) | set(diffs or ())}
+    fwd = batches(self, {n: kwargs[n] for n in self.inputs if n in kwargs})
+    bwd = batches(self, {n: kwargs[n] for n in self.outputs if n in kwargs})
+    for fb, bb in zip_longest(fwd, bwd, fillvalue={}):
+        for name, value in self.forward(blobs=blobs, **fb).items():
+            outs[name].extend(value.copy())
+        for name, value in self.backward(diffs=diffs, **bb).items():
+            grads[name].extend(value.copy())
+    result_o = {n: np.asarray(v) for n, v in outs.items()}
+    result_d = {n: np.asarray(v) for n, v in grads.items()}
+    pad = _pad_of(outs, kwargs)
+    if pad:
+        result_o = {n: v[:-pad] for n, v in result_o.items()}
+        result_d = {n: v[:-pad] for n, v in result_d.items()}
+    return result_o, result_d
+
+
+Net.forward_all = forward_all  # type: ignore[attr-defined]
+Net.forward_backward_all = forward_backward_all  # type: ignore[attr-defined]

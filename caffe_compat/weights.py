@@ -109,6 +109,16 @@ def array_to_raw_blob(array: np.ndarray | torch.Tensor, diff: np.ndarray | torch
     return raw
 
 
+def assign_values(target: torch.Tensor, values: np.ndarray) -> None:
+    """Copy ``values`` into ``target`` in place (one copy; read-only arrays OK)."""
+    values = np.asarray(values, dtype=np.float32).reshape(tuple(target.shape))
+    with torch.no_grad():
+        if target.device.type == "cpu":
+            target.detach().numpy()[...] = values
+        else:
+            target.copy_(torch.from_numpy(np.array(values)))
+
+
 # ----------------------------------------------------------------- reading
 def _slow_read(data: bytes, path: str) -> list[tuple[str, list[np.ndarray]]]:
     net = parse_binary(data, caffe_pb2.NetParameter(), path)
@@ -200,8 +210,7 @@ def copy_weights_from(net: "Net", path: PathLike) -> None:
                     f"{list(stored)}{' (legacy 4-d)' if legacy else ''}, the net expects "
                     f"{list(target.shape)}"
                 )
-            with torch.no_grad():
-                target.copy_(torch.from_numpy(np.asarray(values).reshape(tuple(target.shape))))
+            assign_values(target, values)
 
 
 # ----------------------------------------------------------------- writing

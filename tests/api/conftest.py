@@ -1,0 +1,47 @@
+"""The ``caffe`` fixture: each API test runs once per available implementation.
+
+* ``caffe_compat`` always (in the project's environment);
+* real pycaffe when ``import caffe`` finds the compiled one (run
+  ``/path/to/caffe-venv/bin/python -m pytest tests/api`` to check that these
+  tests state Caffe's behaviour — that environment has no torch, so only the
+  real implementation runs there).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+
+import pytest
+
+
+def _implementations():
+    found = []
+    try:
+        importlib.import_module("caffe_compat")
+        found.append("caffe_compat")
+    except ImportError:
+        pass
+    try:
+        os.environ.setdefault("GLOG_minloglevel", "2")
+        real = importlib.import_module("caffe")
+        if hasattr(real, "_caffe"):
+            found.append("caffe")
+    except ImportError:
+        pass
+    return found
+
+
+IMPLEMENTATIONS = _implementations()
+
+
+@pytest.fixture(params=IMPLEMENTATIONS)
+def caffe(request):
+    module = importlib.import_module(request.param)
+    module.set_mode_cpu()
+    return module
+
+
+@pytest.fixture
+def is_real(caffe):
+    return caffe.__name__ == "caffe"

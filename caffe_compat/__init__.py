@@ -19,6 +19,7 @@ from .mode import (
     set_strict,
 )
 from .net import TEST, TRAIN, Net
+from .export import to_torch
 from .proto import caffe_pb2
 from . import layers, pycaffe  # noqa: F401  (pycaffe attaches Net helpers)
 
@@ -37,4 +38,5 @@ __all__ = [
     "set_mode_gpu",
     "set_random_seed",
     "set_strict",
+    "to_torch",
 ]

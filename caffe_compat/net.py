@@ -85,7 +85,7 @@ class _Node:
 
     __slots__ = (
         "index", "layer", "name", "type", "bottom_ids", "top_ids", "need_backward",
-        "bottom_need_backward", "detach", "loss_weights", "param_ids", "is_input",
+        "bottom_need_backward", "detach", "loss_weights", "param_ids", "is_input", "has_loss",
     )
 
     def __init__(self, index: int, layer: Layer, name: str, type_: str) -> None:
@@ -101,6 +101,7 @@ class _Node:
         self.loss_weights: list[float] = []
         self.param_ids: list[int] = []
         self.is_input = layer.is_input
+        self.has_loss = False
 
 
 class Net:
@@ -236,6 +237,7 @@ class Net:
             node.bottom_ids, node.top_ids = bottom_ids, top_ids
             node.bottom_need_backward = bottom_nb
             node.loss_weights = self._loss_weights(cls, lp, len(top_ids), where)
+            node.has_loss = any(node.loss_weights)
             # ---- parameters
             n_params = len(layer.params)
             if len(lp.param) > n_params:
@@ -435,6 +437,7 @@ class Net:
         self._loss_tops = [
             (n.index, k, w) for n in self._nodes for k, w in enumerate(n.loss_weights) if w
         ]
+        self._any_backward = any(n.need_backward for n in self._nodes)
 
     # ============================================================ pycaffe API
     @property
@@ -591,25 +594,38 @@ class Net:
             raise NetError(f"forward: layer range {start}..{end} outside 0..{len(self._nodes) - 1}")
         flush_host_writes()
         self._sync_device()
+        if torch.is_grad_enabled() and not self._any_backward:
+            # Nothing will backpropagate (a deploy net): build no graph at all.
+            with torch.no_grad():
+                return self._run_layers(start, end, want_loss, False)
+        return self._run_layers(start, end, want_loss, torch.is_grad_enabled())
+
+    def _run_layers(self, start: int, end: int, want_loss: bool, grad_on: bool) -> torch.Tensor | None:
+        """The interpreter loop; kept lean because it runs once per layer per pass."""
         blobs = self._blob_list
         records = self._records
+        nodes = self._nodes
         hooks_b = self._hooks["before_forward"]
         hooks_a = self._hooks["after_forward"]
-        grad_on = torch.is_grad_enabled()
         loss: torch.Tensor | None = None
         for i in range(start, end + 1):
-            node = self._nodes[i]
-            for cb in hooks_b:
-                cb(i)
+            node = nodes[i]
+            if hooks_b:
+                for cb in hooks_b:
+                    cb(i)
             if node.is_input:
-                tops = self._feed_inputs(node, grad_on)
+                tops: Sequence[torch.Tensor] = self._feed_inputs(node, grad_on)
                 records[i] = ([], tops)
             else:
-                bottoms = [blobs[b].tensor for b in node.bottom_ids]
+                bottoms = []
+                for b in node.bottom_ids:
+                    t = blobs[b]._t
+                    bottoms.append(t if t is not None else blobs[b].tensor)
                 for k in node.detach:
                     bottoms[k] = bottoms[k].detach()
+                off = grad_on and not node.need_backward
                 try:
-                    if grad_on and not node.need_backward:
+                    if off:
                         with torch.no_grad():
                             out = node.layer.forward(*bottoms)
                     else:
@@ -621,25 +637,26 @@ class Net:
                         f"{layer_where(node.type, node.name)}: forward failed on bottoms "
                         f"{[list(b.shape) for b in bottoms]}: {type(exc).__name__}: {exc}"
                     ) from exc
-                tops = (out,) if isinstance(out, torch.Tensor) else out
-                for bid, t in zip(node.top_ids, tops):
+                tops = (out,) if isinstance(out, torch.Tensor) else tuple(out)
+                for k, t in enumerate(tops):
                     for b in bottoms:
                         if t is b:
                             # A top must be its own autograd node (identity layers
                             # such as Dropout at TEST return their input).
-                            t = t.view_as(t)
-                            tops = tuple(t if x is b else x for x in tops)
+                            tops = tops[:k] + (t.view_as(t),) + tops[k + 1:]
                             break
+                for bid, t in zip(node.top_ids, tops):
                     blobs[bid]._t = t
                 records[i] = (bottoms, tops)
-            if want_loss and node.loss_weights:
+            if want_loss and node.has_loss:
                 for k, w in enumerate(node.loss_weights):
                     if w:
                         term = tops[k].detach().sum() * w
                         loss = term if loss is None else loss + term
-            for cb in hooks_a:
-                cb(i)
-        self._graph_alive = True
+            if hooks_a:
+                for cb in hooks_a:
+                    cb(i)
+        self._graph_alive = grad_on
         return loss
 
     def _feed_inputs(self, node: _Node, grad_on: bool) -> list[torch.Tensor]:
@@ -691,6 +708,8 @@ class Net:
     def _backward_range(self, start: int, end: int, retain_graph: bool = True) -> None:
         if not 0 <= end <= start < len(self._nodes):
             raise NetError(f"backward: layer range {start}..{end} invalid for {len(self._nodes)} layers")
+        if not self._any_backward:
+            return  # no layer reaches a loss and nothing forces backward: Caffe does nothing
         if not self._graph_alive:
             raise NetError(
                 "backward() needs a forward() first (the previous backward of the solver "
@@ -892,6 +911,12 @@ class Net:
         from .weights import load_hdf5
 
         load_hdf5(self, path)
+
+    def to_module(self, outputs: Iterable[str] | None = None, drop_losses: bool = False):
+        """This net as a plain ``torch.fx.GraphModule`` (see :func:`caffe_compat.to_torch`)."""
+        from .export import to_torch
+
+        return to_torch(self, outputs=outputs, drop_losses=drop_losses)
 
     def to_proto(self, write_diff: bool = False) -> caffe_pb2.NetParameter:
         """The net as a NetParameter with its blobs (Caffe's ``Net::ToProto``)."""

@@ -48,6 +48,11 @@ class LayerContext:
     net: Any = None  # weak proxy to the Net, for data and Python layers
     force_backward: bool = False
 
+    def __deepcopy__(self, memo: dict) -> "LayerContext":
+        # A copied layer (copy.deepcopy of an exported module) belongs to no net.
+        return LayerContext(self.phase, self.device, self.source, self.source_dir, None,
+                            self.force_backward)
+
 
 def canonical_axis(axis: int, num_axes: int, where: str = "") -> int:
     """Caffe's ``Blob::CanonicalAxisIndex``: negative axes count from the end."""
@@ -188,6 +193,16 @@ class Layer(nn.Module):
             if tensor is None:
                 tensor = self._buffers[name]
             self.params[i] = tensor
+            blob = self._param_blobs[i]
+            if blob._t is not tensor:
+                blob._t = tensor
+
+    def _apply(self, fn, recurse=True):  # type: ignore[no-untyped-def]
+        # nn.Module.to()/.double() replace buffers with new tensors; keep
+        # self.params (what forward reads) pointing at the registered ones.
+        out = super()._apply(fn, recurse)
+        self.refresh_params()
+        return out
 
     # ----------------------------------------------------------------- shape
     def top_shapes(self, bottom_shapes: Sequence[Shape]) -> list[Shape]:

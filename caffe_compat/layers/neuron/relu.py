@@ -30,5 +30,5 @@ class ReLU(Layer):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         if self.negative_slope == 0.0:
-            return F.relu(x)
+            return torch.relu(x)
         return F.leaky_relu(x, self.negative_slope)

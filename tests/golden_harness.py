@@ -66,6 +66,12 @@ def assert_close(actual: np.ndarray, golden: np.ndarray, tol: float, what: str) 
     )
 
 
+def _layer_and_index(key: str) -> tuple[str, int]:
+    """``param/<layer>/<i>`` → (layer, i); layer names may contain '/'."""
+    layer, i = key.split("/", 1)[1].rsplit("/", 1)
+    return layer, int(i)
+
+
 def build_net(fx: Fixture) -> "caffe.Net":
     phase = caffe.TRAIN if fx.meta["phase"] == "TRAIN" else caffe.TEST
     return caffe.Net(fx.meta["prototxt"], phase)
@@ -77,8 +83,8 @@ def run(fx: Fixture, net: "caffe.Net | None" = None) -> "caffe.Net":
     tol = float(fx.meta.get("tol", 1e-4))
     skip = set(fx.meta.get("skip", ()))
     for key in fx.keys("param"):
-        _, layer, i = key.rsplit("/", 2)
-        net.params[layer][int(i)].data[...] = fx.arrays[key]
+        layer, i = _layer_and_index(key)
+        net.params[layer][i].data[...] = fx.arrays[key]
     reshaped = False
     for key in fx.keys("input"):
         name = key.split("/", 1)[1]
@@ -104,11 +110,11 @@ def run(fx: Fixture, net: "caffe.Net | None" = None) -> "caffe.Net":
             name = key.split("/", 1)[1]
             assert_close(net.blobs[name].diff, fx.arrays[key], tol, f"{fx.id}: diff {name}")
         for key in fx.keys("pdiff"):
-            _, layer, i = key.rsplit("/", 2)
-            assert_close(net.params[layer][int(i)].diff, fx.arrays[key], tol,
+            layer, i = _layer_and_index(key)
+            assert_close(net.params[layer][i].diff, fx.arrays[key], tol,
                          f"{fx.id}: param diff {layer}[{i}]")
     for key in fx.keys("param_after"):
-        _, layer, i = key.rsplit("/", 2)
-        assert_close(net.params[layer][int(i)].data, fx.arrays[key], tol,
+        layer, i = _layer_and_index(key)
+        assert_close(net.params[layer][i].data, fx.arrays[key], tol,
                      f"{fx.id}: param {layer}[{i}] after the pass")
     return net

@@ -78,7 +78,7 @@ def run_net_case(case, caffe):
         weights = net.blob_loss_weights
         for name in net.outputs:
             if weights[name] == 0 and name not in case["skip"]:
-                diff = rng.randn(*net.blobs[name].diff.shape).astype(np.float32)
+                diff = np.asarray(rng.randn(*net.blobs[name].diff.shape), dtype=np.float32)
                 net.blobs[name].diff[...] = diff
                 arrays["topdiff/%s" % name] = diff
         net.backward()

@@ -120,11 +120,14 @@ def assign_values(target: torch.Tensor, values: np.ndarray) -> None:
 
 
 # ----------------------------------------------------------------- reading
-def _slow_read(data: bytes, path: str) -> list[tuple[str, list[np.ndarray]]]:
+def _slow_read(data: bytes, path: str) -> list[tuple[str, list[tuple[np.ndarray, tuple[int, ...], bool]]]]:
+    """Parse with the full schema: values stored unpacked (one tag per float)
+    or split over several packed runs, which protobuf allows and the fast path
+    cannot take as one buffer."""
     net = parse_binary(data, caffe_pb2.NetParameter(), path)
-    layers: list[tuple[str, list[np.ndarray]]] = []
+    layers: list[tuple[str, list[tuple[np.ndarray, tuple[int, ...], bool]]]] = []
 
-    def conv(blob: caffe_pb2.BlobProto) -> np.ndarray:
+    def conv(blob: caffe_pb2.BlobProto, name: str, j: int) -> tuple[np.ndarray, tuple[int, ...], bool]:
         raw = caffe_raw_pb2.RawBlobProto()
         if blob.HasField("shape"):
             raw.shape.dim.extend(blob.shape.dim)
@@ -135,14 +138,22 @@ def _slow_read(data: bytes, path: str) -> list[tuple[str, list[np.ndarray]]]:
             raw.double_data = np.asarray(blob.double_data, dtype="<f8").tobytes()
         else:
             raw.data = np.asarray(blob.data, dtype="<f4").tobytes()
-        return raw_blob_to_array(raw, path)
+        stored, legacy = _proto_shape(raw)
+        try:
+            return raw_blob_to_array(raw, path), stored, legacy
+        except _Repack:
+            held = len(blob.double_data) or len(blob.data)
+            raise WeightsError(
+                f'{path}: layer "{name}" blob {j}: the stored shape {list(stored)} needs '
+                f"{int(np.prod(stored)) if stored else 1} values, the file holds {held}"
+            ) from None
 
     for lp in net.layer:
-        layers.append((lp.name, [conv(b) for b in lp.blobs]))
+        layers.append((lp.name, [conv(b, lp.name, j) for j, b in enumerate(lp.blobs)]))
     for v1 in net.layers:
         name = v1.name or v1.layer.name
         blobs = v1.blobs if len(v1.blobs) else v1.layer.blobs
-        layers.append((name, [conv(b) for b in blobs]))
+        layers.append((name, [conv(b, name, j) for j, b in enumerate(blobs)]))
     return layers
 
 
@@ -160,7 +171,11 @@ def read_weights(path: PathLike) -> list[tuple[str, list[tuple[np.ndarray, tuple
         raise WeightsError(f"{p}: is a directory, expected a .caffemodel file") from None
     if not data:
         raise WeightsError(f"{p}: weights file is empty")
-    raw = parse_binary(data, caffe_raw_pb2.RawNet(), str(p))
+    try:
+        raw = parse_binary(data, caffe_raw_pb2.RawNet(), str(p))
+    except WeightsError:
+        parse_binary(data, caffe_pb2.NetParameter(), str(p))  # the error, naming NetParameter
+        raise
     entries: list[tuple[str, Sequence[caffe_raw_pb2.RawBlobProto]]] = []
     entries += [(lp.name, lp.blobs) for lp in raw.layer]
     for v1 in raw.layers:
@@ -174,7 +189,7 @@ def read_weights(path: PathLike) -> list[tuple[str, list[tuple[np.ndarray, tuple
             out.append((name, [(raw_blob_to_array(b, f"{p}: layer {name}"), *_proto_shape(b))
                                for b in blobs]))
     except _Repack:
-        out = [(name, [(a, a.shape, False) for a in arrays]) for name, arrays in _slow_read(data, str(p))]
+        out = _slow_read(data, str(p))
     return out
 
 
@@ -191,6 +206,9 @@ def copy_weights_from(net: "Net", path: PathLike) -> None:
         return
     layers = read_weights(path)
     index = net._layer_index
+    # Check every layer before copying any, so that a file that does not fit
+    # leaves the net as it was (Caffe aborts the process instead).
+    copies: list[tuple[torch.Tensor, np.ndarray]] = []
     for name, blobs in layers:
         li = index.get(name)
         if li is None:
@@ -210,7 +228,9 @@ def copy_weights_from(net: "Net", path: PathLike) -> None:
                     f"{list(stored)}{' (legacy 4-d)' if legacy else ''}, the net expects "
                     f"{list(target.shape)}"
                 )
-            assign_values(target, values)
+            copies.append((target, values))
+    for target, values in copies:
+        assign_values(target, values)
 
 
 # ----------------------------------------------------------------- writing
@@ -260,11 +280,10 @@ def save_hdf5(net: "Net", path: PathLike, write_diff: bool = False) -> None:
                 gdata = data.require_group(node.name)
                 gdiff = diff.require_group(node.name) if diff is not None else None
                 for j, pid in enumerate(node.param_ids):
-                    if net._param_owner[pid] != -1:
-                        continue  # shared: the owner stores it
                     blob = node.layer.blobs[j]
-                    gdata.create_dataset(str(j), data=blob.tensor.detach().cpu().numpy())
-                    if gdiff is not None:
+                    if net._param_owner[pid] == -1:  # shared: only the owner stores data
+                        gdata.create_dataset(str(j), data=blob.tensor.detach().cpu().numpy())
+                    if gdiff is not None:  # Caffe writes diffs regardless of sharing
                         gdiff.create_dataset(str(j), data=blob.diff_tensor.detach().cpu().numpy())
         os.replace(tmp, p)
     except BaseException:
@@ -288,6 +307,7 @@ def load_hdf5(net: "Net", path: PathLike) -> None:
             raise WeightsError(f'{path}: HDF5 weights need a "data" group; found {list(f.keys())}')
         data = f["data"]
         names = _hdf5_layer_names(data)
+        copies: list[tuple[torch.Tensor, np.ndarray]] = []  # all checked before any copy
         for name in names:
             li = net._layer_index.get(name)
             if li is None:
@@ -314,8 +334,9 @@ def load_hdf5(net: "Net", path: PathLike) -> None:
                         f"{path}: {node.layer.where} blob {j}: shape mismatch: the file has "
                         f"{list(values.shape)}, the net expects {list(target.shape)}"
                     )
-                with torch.no_grad():
-                    target.copy_(torch.from_numpy(values))
+                copies.append((target, values))
+    for target, values in copies:
+        assign_values(target, values)
 
 
 def _hdf5_layer_names(group: "object") -> Iterable[str]:

@@ -44,16 +44,18 @@ def net_needs_v1_upgrade(net: caffe_pb2.NetParameter) -> bool:
     return len(net.layers) > 0
 
 
-def upgrade_v0_net(net: caffe_pb2.NetParameter, source: str) -> caffe_pb2.NetParameter:
+def upgrade_v0_net(net: caffe_pb2.NetParameter, source: str,
+                   problems: list[str] | None = None) -> caffe_pb2.NetParameter:
     from . import legacy
 
-    return legacy.upgrade_v0_net(net, source)
+    return legacy.upgrade_v0_net(net, source, problems)
 
 
-def upgrade_v1_net(net: caffe_pb2.NetParameter, source: str) -> caffe_pb2.NetParameter:
+def upgrade_v1_net(net: caffe_pb2.NetParameter, source: str,
+                   problems: list[str] | None = None) -> caffe_pb2.NetParameter:
     from . import legacy
 
-    return legacy.upgrade_v1_net(net, source)
+    return legacy.upgrade_v1_net(net, source, problems)
 
 
 def net_needs_data_upgrade(net: caffe_pb2.NetParameter) -> bool:
@@ -136,18 +138,22 @@ def net_needs_upgrade(net: caffe_pb2.NetParameter) -> bool:
     )
 
 
-def upgrade_net(net: caffe_pb2.NetParameter, source: str = "<net>") -> list[str]:
-    """Upgrade ``net`` in place; return the names of the steps that ran."""
+def upgrade_net(net: caffe_pb2.NetParameter, source: str = "<net>",
+                problems: list[str] | None = None) -> list[str]:
+    """Upgrade ``net`` in place; return the names of the steps that ran.
+
+    Problems Caffe only logs (a V0 field the layer type does not take) are
+    appended to ``problems`` when given; the upgrade_* tools report them."""
     steps: list[str] = []
     if net_needs_v0_upgrade(net):
-        upgraded = upgrade_v0_net(net, source)
+        upgraded = upgrade_v0_net(net, source, problems)
         net.CopyFrom(upgraded)
         steps.append("V0 layer definitions")
     if len(net.layers) > 0 and net_needs_data_upgrade(net):
         upgrade_data_transformation(net)
         steps.append("data transformation parameters")
     if net_needs_v1_upgrade(net):
-        upgraded = upgrade_v1_net(net, source)
+        upgraded = upgrade_v1_net(net, source, problems)
         net.CopyFrom(upgraded)
         steps.append("V1 layer definitions")
     if net_needs_input_upgrade(net):

@@ -1,5 +1,8 @@
 """Common layers: wiring and dense algebra."""
 
 from . import inner_product, input, softmax, split
+from . import batch_norm, bias, concat, crop, eltwise, flatten, reshape, scale, silence, slice
 
 __all__ = ["inner_product", "input", "softmax", "split"]
+__all__ += ["batch_norm", "bias", "concat", "crop", "eltwise", "flatten", "reshape", "scale",
+            "silence", "slice"]

@@ -3,6 +3,10 @@
 Bottom: any shape. Top: same shape: max(x, 0) + negative_slope · min(x, 0).
 The gradient at x = 0 is negative_slope (0 for a plain ReLU), as in Caffe.
 
+In place, Caffe's backward tests the sign of the *output*; that only differs
+from the input's sign when negative_slope < 0, where the gradient of a
+negative input becomes 1. We reproduce that.
+
 Differences from Caffe: none known.
 """
 
@@ -16,6 +20,7 @@ import torch.nn.functional as F
 from ...proto import caffe_pb2
 from ..base import Layer, LayerContext, Shape
 from ..registry import register_layer
+from ._caffe_grad import inplace_of, with_backward
 
 
 @register_layer("ReLU")
@@ -27,8 +32,15 @@ class ReLU(Layer):
                  ctx: LayerContext) -> None:
         super().__init__(param, bottom_shapes, ctx)
         self.negative_slope = float(param.relu_param.negative_slope)
+        self.output_sign_grad = inplace_of(param) and self.negative_slope < 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         if self.negative_slope == 0.0:
-            return torch.relu(x)
+            return F.relu(x)
+        if self.output_sign_grad:
+            slope = self.negative_slope
+            return with_backward(
+                x, lambda v: F.leaky_relu(v, slope),
+                lambda v, y, g: g * torch.where(y > 0, 1.0, slope).to(g.dtype),
+            )
         return F.leaky_relu(x, self.negative_slope)

@@ -1,0 +1,86 @@
+"""BatchNorm (``batch_norm_layer.cpp``): normalisation only, no affine part.
+
+Bottom: (N, C, ...) with at least 2 axes. Top: same shape:
+y = (x − μ_c) / sqrt(σ²_c + eps), statistics per channel over N and the
+spatial axes (m = count / C values).
+
+Blobs (three, lr_mult forced to 0; an explicit ``param`` with lr_mult ≠ 0 is
+an error, as in Caffe): b0 = Σ-weighted means (C,), b1 = Σ-weighted
+variances (C,), b2 = the weight sum s (1,). All start at 0.
+
+* ``use_global_stats`` (default: phase == TEST): μ = b0 / s, σ² = b1 / s
+  (s == 0 gives factor 0); the gradient is top_diff / sqrt(σ² + eps).
+* otherwise: μ, σ² are the batch mean and *biased* variance, the gradient
+  flows through them, and every forward updates the blobs:
+  s ← maf·s + 1, b0 ← μ + maf·b0, b1 ← m/(m−1)·σ² + maf·b1
+  (maf = moving_average_fraction, default 0.999; eps default 1e-5).
+
+Differences from Caffe: none known.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from ...errors import ShapeError
+from ...proto import caffe_pb2
+from ..base import Layer, LayerContext, Shape
+from ..registry import register_layer
+
+
+@register_layer("BatchNorm")
+class BatchNorm(Layer):
+    exact_num_bottom = 1
+    exact_num_top = 1
+
+    def __init__(self, param: caffe_pb2.LayerParameter, bottom_shapes: Sequence[Shape],
+                 ctx: LayerContext) -> None:
+        super().__init__(param, bottom_shapes, ctx)
+        p = param.batch_norm_param
+        self.use_global_stats = (p.use_global_stats if p.HasField("use_global_stats")
+                                 else self.phase == caffe_pb2.TEST)
+        self.maf = float(p.moving_average_fraction)
+        self.eps = float(p.eps)
+        shape = bottom_shapes[0]
+        if len(shape) < 2:
+            raise self.error(f"bottom must have at least 2 axes (N, C, ...), got {list(shape)}",
+                             ShapeError)
+        self.channels = shape[1]
+        for i, spec in enumerate(param.param):
+            if spec.lr_mult != 0:
+                raise self.error(
+                    "cannot configure batch normalization statistics as layer parameters: "
+                    f"param {i} has lr_mult {spec.lr_mult:g}, expected 0 (or no param at all)"
+                )
+        for name, shape_ in (("mean", (self.channels,)), ("variance", (self.channels,)),
+                             ("weight_sum", (1,))):
+            self.add_param(shape_, None, learnable=False, attr=name)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        if x.dim() < 2 or x.shape[1] != self.channels:
+            raise self.error(f"bottom {list(x.shape)} must have {self.channels} channels on axis 1",
+                             ShapeError)
+        flat = x.reshape(x.shape[0], self.channels, -1)
+        if self.use_global_stats:
+            s = self.params[2]
+            factor = torch.where(s == 0, torch.zeros_like(s), 1 / s)
+            mean, var = self.params[0] * factor, self.params[1] * factor
+        else:
+            mean = flat.mean(dim=(0, 2))
+            var = (flat - mean[:, None]).square().mean(dim=(0, 2))
+            if not x.is_meta:
+                self._update(mean.detach(), var.detach(), x.numel() // self.channels)
+        y = (flat - mean[:, None]) / torch.sqrt(var + self.eps)[:, None]
+        return y.reshape(x.shape)
+
+    def _update(self, mean: torch.Tensor, var: torch.Tensor, m: int) -> None:
+        # Unbiased variance in the running sum: Caffe's m/(m−1), in float.
+        correction = float(np.float32(m) / np.float32(m - 1)) if m > 1 else 1.0
+        b0, b1, s = self.params
+        with torch.no_grad():
+            s.mul_(self.maf).add_(1)
+            b0.mul_(self.maf).add_(mean.to(b0.dtype))
+            b1.mul_(self.maf).add_(var.to(b1.dtype) * correction)

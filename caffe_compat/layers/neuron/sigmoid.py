@@ -1,0 +1,23 @@
+"""Sigmoid (``sigmoid_layer.cpp``).
+
+Bottom: any shape. Top: same shape: 1 / (1 + exp(−x)); gradient y · (1 − y).
+``sigmoid_param.engine`` (CAFFE / CUDNN) does not change the numbers.
+
+Differences from Caffe: none known.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..base import Layer
+from ..registry import register_layer
+
+
+@register_layer("Sigmoid")
+class Sigmoid(Layer):
+    exact_num_bottom = 1
+    exact_num_top = 1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return torch.sigmoid(x)

@@ -1,5 +1,5 @@
-"""Vision layers: convolution and pooling families."""
+"""Vision layers: convolution, pooling and normalization families."""
 
-from . import convolution, pooling
+from . import convolution, lrn, pooling
 
-__all__ = ["convolution", "pooling"]
+__all__ = ["convolution", "lrn", "pooling"]

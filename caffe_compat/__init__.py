@@ -22,21 +22,31 @@ from .net import TEST, TRAIN, Net
 from .export import to_torch
 from .proto import caffe_pb2
 from . import layers, pycaffe  # noqa: F401  (pycaffe attaches Net helpers)
+from . import io  # noqa: F401  (pycaffe's caffe.io)
+from .net_spec import NetSpec, params, to_proto
+from .classifier import Classifier
+from .detector import Detector
 
 __all__ = [
     "__version__",
     "Blob",
     "CaffeCompatError",
+    "Classifier",
+    "Detector",
     "Net",
+    "NetSpec",
     "TEST",
     "TRAIN",
     "caffe_pb2",
     "layer_type_list",
+    "io",
     "layers",
+    "params",
     "set_device",
     "set_mode_cpu",
     "set_mode_gpu",
     "set_random_seed",
     "set_strict",
+    "to_proto",
     "to_torch",
 ]

@@ -19,6 +19,16 @@ from .mode import (
     set_strict,
 )
 from .net import TEST, TRAIN, Net
+from .solver import (
+    AdaDeltaSolver,
+    AdaGradSolver,
+    AdamSolver,
+    NesterovSolver,
+    RMSPropSolver,
+    SGDSolver,
+    Solver,
+    get_solver,
+)
 from .export import to_torch
 from .proto import caffe_pb2
 from . import layers, pycaffe  # noqa: F401  (pycaffe attaches Net helpers)
@@ -29,6 +39,14 @@ from .detector import Detector
 
 __all__ = [
     "__version__",
+    "AdaDeltaSolver",
+    "AdaGradSolver",
+    "AdamSolver",
+    "NesterovSolver",
+    "RMSPropSolver",
+    "SGDSolver",
+    "Solver",
+    "get_solver",
     "Blob",
     "CaffeCompatError",
     "Classifier",

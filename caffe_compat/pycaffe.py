@@ -80,3 +80,13 @@ def forward_backward_all(self: Net, blobs: list[str] | None = None, diffs: list[
 
 Net.forward_all = forward_all  # type: ignore[attr-defined]
 Net.forward_backward_all = forward_backward_all  # type: ignore[attr-defined]
+
+
+def _set_input_arrays(self: Net, data: np.ndarray, labels: np.ndarray) -> None:
+    """Feed the net's first layer, a MemoryData layer (pycaffe's ``set_input_arrays``)."""
+    from .layers.data.memory_data import set_input_arrays
+
+    set_input_arrays(self, data, labels)
+
+
+Net.set_input_arrays = _set_input_arrays  # type: ignore[attr-defined]

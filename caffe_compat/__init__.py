@@ -19,6 +19,10 @@ from .mode import (
     set_strict,
 )
 from .net import TEST, TRAIN, Net
+from .python_layer import Layer  # pycaffe's caffe.Layer, for Python layers
+from .torch_layer import TorchLayer
+from .alias import install_alias
+from .gradcheck import check_gradient
 from .solver import (
     AdaDeltaSolver,
     AdaGradSolver,
@@ -51,10 +55,14 @@ __all__ = [
     "CaffeCompatError",
     "Classifier",
     "Detector",
+    "Layer",
     "Net",
     "NetSpec",
     "TEST",
     "TRAIN",
+    "TorchLayer",
+    "install_alias",
+    "check_gradient",
     "caffe_pb2",
     "layer_type_list",
     "io",

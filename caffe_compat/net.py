@@ -442,7 +442,8 @@ class Net:
     # ============================================================ pycaffe API
     @property
     def layers(self) -> list[Layer]:
-        return [n.layer for n in self._nodes]
+        # Python layers show the user's object, as in pycaffe.
+        return [getattr(n.layer, "python_object", n.layer) for n in self._nodes]
 
     @property
     def blobs(self) -> "OrderedDict[str, Blob]":
@@ -454,7 +455,7 @@ class Net:
 
     @property
     def layer_dict(self) -> "OrderedDict[str, Layer]":
-        return OrderedDict((n.name, n.layer) for n in self._nodes)
+        return OrderedDict((n.name, getattr(n.layer, "python_object", n.layer)) for n in self._nodes)
 
     @property
     def params(self) -> "OrderedDict[str, list[ParamBlob]]":
@@ -589,7 +590,8 @@ class Net:
                     )
             blob.data[...] = arr
 
-    def _forward_range(self, start: int, end: int, want_loss: bool = False) -> torch.Tensor | None:
+    def _forward_range(self, start: int, end: int, want_loss: bool = False,
+                       keep: bool = True) -> torch.Tensor | None:
         if not 0 <= start < len(self._nodes) or not 0 <= end < len(self._nodes):
             raise NetError(f"forward: layer range {start}..{end} outside 0..{len(self._nodes) - 1}")
         flush_host_writes()
@@ -597,11 +599,17 @@ class Net:
         if torch.is_grad_enabled() and not self._any_backward:
             # Nothing will backpropagate (a deploy net): build no graph at all.
             with torch.no_grad():
-                return self._run_layers(start, end, want_loss, False)
-        return self._run_layers(start, end, want_loss, torch.is_grad_enabled())
+                return self._run_layers(start, end, want_loss, False, keep)
+        return self._run_layers(start, end, want_loss, torch.is_grad_enabled(), keep)
 
-    def _run_layers(self, start: int, end: int, want_loss: bool, grad_on: bool) -> torch.Tensor | None:
-        """The interpreter loop; kept lean because it runs once per layer per pass."""
+    def _run_layers(self, start: int, end: int, want_loss: bool, grad_on: bool,
+                    keep: bool = True) -> torch.Tensor | None:
+        """The interpreter loop; kept lean because it runs once per layer per pass.
+
+        ``keep=False`` (the solver's pass) records only the loss layers' tensors: the
+        tensors an in-place layer replaced (e.g. a convolution's output before its ReLU)
+        are then freed during the forward instead of living through the backward.
+        """
         blobs = self._blob_list
         records = self._records
         nodes = self._nodes
@@ -647,7 +655,7 @@ class Net:
                             break
                 for bid, t in zip(node.top_ids, tops):
                     blobs[bid]._t = t
-                records[i] = (bottoms, tops)
+                records[i] = (bottoms, tops) if keep or node.has_loss else None
             if want_loss and node.has_loss:
                 for k, w in enumerate(node.loss_weights):
                     if w:
@@ -739,8 +747,8 @@ class Net:
                 if id(t) in consumed or not t.requires_grad:
                     continue
                 blob = blobs[node.top_ids[k]]
-                if not blob.has_diff:
-                    continue  # an all-zero seed contributes nothing
+                if not blob.has_diff and not getattr(node.layer, "always_backward", False):
+                    continue  # an all-zero seed contributes nothing (Python layers still run)
                 seeds.append(t)
                 grads.append(blob.diff_tensor)
             for p in node.layer.params:
@@ -786,7 +794,7 @@ class Net:
     def _forward_backward(self) -> torch.Tensor | None:
         """One training pass for the solver: forward, then backward from the
         loss tops into the parameter gradients only (no blob diffs kept)."""
-        loss = self._forward_range(0, len(self._nodes) - 1, want_loss=True)
+        loss = self._forward_range(0, len(self._nodes) - 1, want_loss=True, keep=False)
         seeds, grads = [], []
         for li, k, _ in self._loss_tops:
             node = self._nodes[li]

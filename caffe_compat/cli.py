@@ -18,7 +18,7 @@ from typing import Callable, Sequence
 from .errors import CaffeCompatError
 from .log import setup_logging
 
-__all__ = ["main", "command", "gflags_argv", "Command"]
+__all__ = ["main", "command", "gflags_argv", "bool_flags", "parse_bool", "Command"]
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -36,12 +36,14 @@ class Command:
 _COMMANDS: dict[str, Command] = {}
 
 
-def command(name: str, help: str, passthrough: bool = False
-            ) -> Callable[[Callable[[argparse.ArgumentParser], Handler]], Callable[[argparse.ArgumentParser], Handler]]:
+Setup = Callable[[argparse.ArgumentParser], Handler]
+
+
+def command(name: str, help: str, passthrough: bool = False) -> Callable[[Setup], Setup]:
     """Register a subcommand. The decorated function adds its arguments to the
     parser and returns the function that runs it."""
 
-    def deco(setup: Callable[[argparse.ArgumentParser], Handler]):
+    def deco(setup: Setup) -> Setup:
         holder: dict[str, Handler] = {}
 
         def configure(parser: argparse.ArgumentParser) -> None:
@@ -83,6 +85,28 @@ def _is_number(s: str) -> bool:
         return True
     except ValueError:
         return False
+
+
+def bool_flags(parser: argparse.ArgumentParser, names: list[str]) -> None:
+    """Let ``--flag`` / ``--noflag`` / ``--flag=false`` work for boolean ``names``
+    without ``--flag`` swallowing the positional argument after it (gflags
+    booleans never take the next word)."""
+    parse = parser.parse_known_args
+    bools = set(names)
+
+    def parse_known_args(args=None, namespace=None):  # type: ignore[no-untyped-def]
+        out = []
+        for a in args or []:
+            name = a.lstrip("-")
+            if a.startswith("-") and "=" not in a and not a.startswith("---"):
+                if name in bools:
+                    a = f"--{name}=true"
+                elif name.startswith("no") and name[2:] in bools:
+                    a = f"--{name[2:]}=false"
+            out.append(a)
+        return parse(out, namespace)
+
+    parser.parse_known_args = parse_known_args  # type: ignore[method-assign]
 
 
 def parse_bool(value: str | bool) -> bool:

@@ -34,7 +34,6 @@ from .errors import (
     CaffeCompatError,
     LayerError,
     NetError,
-    ProtoError,
     ShapeError,
     layer_where,
 )
@@ -53,6 +52,8 @@ TEST = caffe_pb2.TEST
 _log = logging.getLogger("caffe_compat")
 
 LayerCallback = Callable[[int], None]
+# What a forward leaves per layer for backward: its bottom and top tensors.
+_Record = tuple[list[torch.Tensor], Sequence[torch.Tensor]]
 
 
 def load_net_param(model: Any, source: str | None = None) -> tuple[caffe_pb2.NetParameter, str]:
@@ -266,7 +267,7 @@ class Net:
         self._init_loss_diffs()
         self.to(self._device)
         self._index_names()
-        self._records: list[tuple[list[torch.Tensor], Sequence[torch.Tensor]] | None] = [None] * len(self._nodes)
+        self._records: list[_Record | None] = [None] * len(self._nodes)
         self._graph_alive = False
         self._hooks: dict[str, list[LayerCallback]] = {
             "before_forward": [], "after_forward": [], "before_backward": [], "after_backward": [],
@@ -933,10 +934,12 @@ class Net:
         return net_to_proto(self, write_diff)
 
     def __repr__(self) -> str:
-        return f"<caffe_compat.Net {self.name!r}: {len(self._nodes)} layers, phase {'TRAIN' if self.phase == TRAIN else 'TEST'}>"
+        phase = "TRAIN" if self.phase == TRAIN else "TEST"
+        return f"<caffe_compat.Net {self.name!r}: {len(self._nodes)} layers, phase {phase}>"
 
 
-def _parse_net_args(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[int | None, int | None, list[str] | None, Any]:
+def _parse_net_args(args: tuple[Any, ...], kwargs: dict[str, Any]
+                    ) -> tuple[int | None, int | None, list[str] | None, Any]:
     """Accept both pycaffe signatures.
 
     ``(phase, level=0, stages=None, weights=None)`` and the deprecated

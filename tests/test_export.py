@@ -19,7 +19,8 @@ layer { name: "data" type: "Input" top: "data" top: "label"
         input_param { shape { dim: 2 dim: 1 dim: 12 dim: 12 } shape { dim: 2 } } }
 layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1"
         convolution_param { num_output: 4 kernel_size: 3 weight_filler { type: "xavier" } } }
-layer { name: "pool1" type: "Pooling" bottom: "conv1" top: "pool1" pooling_param { pool: MAX kernel_size: 2 stride: 2 } }
+layer { name: "pool1" type: "Pooling" bottom: "conv1" top: "pool1"
+        pooling_param { pool: MAX kernel_size: 2 stride: 2 } }
 layer { name: "relu1" type: "ReLU" bottom: "pool1" top: "pool1" }
 layer { name: "ip/1" type: "InnerProduct" bottom: "pool1" top: "ip1"
         inner_product_param { num_output: 5 weight_filler { type: "xavier" } } }

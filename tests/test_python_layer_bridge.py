@@ -215,8 +215,9 @@ def test_partial_writes_persist_and_unwritten_tops_are_zero():
 
 
 def test_share_in_parallel_is_accepted():
-    net = caffe.Net(inputs(("data", (2,))) + 'layer { name: "t" type: "Python" bottom: "data" top: "out" '
-                    f'python_param {{ module: "{M}" layer: "TimesTen" share_in_parallel: true }} }}', caffe.TEST)
+    layer = ('layer { name: "t" type: "Python" bottom: "data" top: "out" '
+             f'python_param {{ module: "{M}" layer: "TimesTen" share_in_parallel: true }} }}')
+    net = caffe.Net(inputs(("data", (2,))) + layer, caffe.TEST)
     net.blobs["data"].data[...] = 1
     assert np.all(net.forward()["out"] == 10)
 

@@ -27,14 +27,14 @@ import os
 from tqdm import tqdm
 
 from .. import mode
-from ..cli import command, parse_bool
+from ..cli import bool_flags, command, parse_bool
 from ..data.datum import encoded_datum, image_to_datum
 from ..data.db import DBWriter
 from ..data.image import encode, read_image
 from ..data.sources import read_image_list
 from ..errors import DataError
 
-__all__ = ["convert_imageset", "read_image_to_datum", "gflags_booleans"]
+__all__ = ["convert_imageset", "read_image_to_datum"]
 
 _log = logging.getLogger("caffe_compat")
 
@@ -106,32 +106,10 @@ def convert_imageset(root_folder: str, list_file: str, db_name: str, *, gray: bo
     return count
 
 
-def gflags_booleans(parser: argparse.ArgumentParser, names: list[str]) -> None:
-    """Let ``--flag`` / ``--noflag`` / ``--flag=false`` work for boolean ``names``
-    without ``--flag`` swallowing the positional argument after it (gflags
-    booleans never take the next word)."""
-    parse = parser.parse_known_args
-    bools = set(names)
-
-    def parse_known_args(args=None, namespace=None):  # type: ignore[no-untyped-def]
-        out = []
-        for a in args or []:
-            name = a.lstrip("-")
-            if a.startswith("-") and "=" not in a and not a.startswith("---"):
-                if name in bools:
-                    a = f"--{name}=true"
-                elif name.startswith("no") and name[2:] in bools:
-                    a = f"--{name[2:]}=false"
-            out.append(a)
-        return parse(out, namespace)
-
-    parser.parse_known_args = parse_known_args  # type: ignore[method-assign]
-
-
 @command("convert_imageset", "convert a list of images into an LMDB/LevelDB of Datums")
 def setup(parser: argparse.ArgumentParser):
     parser.usage = "caffe-compat convert_imageset [FLAGS] ROOTFOLDER/ LISTFILE DB_NAME"
-    gflags_booleans(parser, ["gray", "shuffle", "check_size", "encoded"])
+    bool_flags(parser, ["gray", "shuffle", "check_size", "encoded"])
 
     def flag(name: str, help: str) -> None:
         parser.add_argument(f"--{name}", default=False, type=parse_bool, metavar="BOOL",

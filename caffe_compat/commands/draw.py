@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from ..cli import command, parse_bool
+from ..cli import bool_flags, command, parse_bool
 
 _log = logging.getLogger("caffe_compat")
 
@@ -26,8 +26,9 @@ def setup(parser: argparse.ArgumentParser):
                         help="one of TB (top-bottom), BT, LR (left-right, default), RL")
     parser.add_argument("--phase", default="ALL", type=str.upper, choices=sorted(_PHASES),
                         help="which phase's layers to draw: TRAIN, TEST or ALL (default)")
-    parser.add_argument("--display_lrm", nargs="?", const=True, default=False, type=parse_bool,
+    parser.add_argument("--display_lrm", default=False, type=parse_bool,
                         help="show the learning rate multipliers of learning layers")
+    bool_flags(parser, ["display_lrm"])
 
     def run(args: argparse.Namespace) -> int:
         from .. import draw

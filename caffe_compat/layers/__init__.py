@@ -17,6 +17,8 @@ __all__ = [
     "layer_type_list",
     "loss",
     "neuron",
+    "python",
+    "recurrent",
     "register_layer",
     "vision",
 ]

@@ -184,7 +184,8 @@ def upgrade_solver(solver: caffe_pb2.SolverParameter, source: str = "<solver>") 
     if solver.HasField("solver_type"):
         if solver.HasField("type"):
             raise SolverError(
-                f"{source}: the deprecated solver_type ({caffe_pb2.SolverParameter.SolverType.Name(solver.solver_type)}) "
+                f"{source}: the deprecated solver_type "
+                f"({caffe_pb2.SolverParameter.SolverType.Name(solver.solver_type)}) "
                 f'and type ("{solver.type}") cannot both be given'
             )
         solver.type = _SOLVER_TYPE_NAMES[solver.solver_type]

@@ -46,8 +46,8 @@ def net(caffe, tmp_path):
 # ----------------------------------------------------------------- structure
 def test_structure(net):
     assert list(net._layer_names) == ["data", "conv", "ip", "loss"]
-    assert [layer.type for layer in net.layers] == ["Input", "Convolution", "InnerProduct",
-                                                   "SoftmaxWithLoss"]
+    types = ["Input", "Convolution", "InnerProduct", "SoftmaxWithLoss"]
+    assert [layer.type for layer in net.layers] == types
     assert list(net.blobs) == ["data", "label", "conv", "ip", "loss"]
     assert list(net.inputs) == ["data", "label"]
     assert list(net.outputs) == ["loss"]

@@ -34,6 +34,7 @@ from .solver import (
     get_solver,
 )
 from .export import to_torch
+from .accel import accelerate
 from .proto import caffe_pb2
 from . import layers, pycaffe  # noqa: F401  (pycaffe attaches Net helpers)
 from . import io  # noqa: F401  (pycaffe's caffe.io)
@@ -43,6 +44,7 @@ from .detector import Detector
 
 __all__ = [
     "__version__",
+    "accelerate",
     "AdaDeltaSolver",
     "AdaGradSolver",
     "AdamSolver",

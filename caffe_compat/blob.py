@@ -141,6 +141,9 @@ class Blob:
     @property
     def data(self) -> np.ndarray:
         t = self.tensor
+        if t.dtype is not torch.float32:
+            # Reduced precision (opt-in autocast): a float32 copy, read-only in effect.
+            return t.detach().float().cpu().numpy()
         if t.device.type == "cpu" and not _MIRROR_CPU:
             return t.detach().numpy()
         return self._host("_mdata", t)

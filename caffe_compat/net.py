@@ -269,6 +269,7 @@ class Net:
         self._index_names()
         self._records: list[_Record | None] = [None] * len(self._nodes)
         self._graph_alive = False
+        self._accel: Any = None  # caffe_compat.accel.Acceleration when accelerated
         self._hooks: dict[str, list[LayerCallback]] = {
             "before_forward": [], "after_forward": [], "before_backward": [], "after_backward": [],
         }
@@ -597,6 +598,10 @@ class Net:
             raise NetError(f"forward: layer range {start}..{end} outside 0..{len(self._nodes) - 1}")
         flush_host_writes()
         self._sync_device()
+        if self._accel is not None:
+            from .accel import forward_range
+
+            return forward_range(self, start, end, want_loss, keep)
         if torch.is_grad_enabled() and not self._any_backward:
             # Nothing will backpropagate (a deploy net): build no graph at all.
             with torch.no_grad():
@@ -719,6 +724,10 @@ class Net:
             raise NetError(f"backward: layer range {start}..{end} invalid for {len(self._nodes)} layers")
         if not self._any_backward:
             return  # no layer reaches a loss and nothing forces backward: Caffe does nothing
+        if self._accel is not None:
+            from .accel import check_backward_allowed
+
+            check_backward_allowed(self)
         if not self._graph_alive:
             raise NetError(
                 "backward() needs a forward() first (the previous backward of the solver "
@@ -751,7 +760,8 @@ class Net:
                 if not blob.has_diff and not getattr(node.layer, "always_backward", False):
                     continue  # an all-zero seed contributes nothing (Python layers still run)
                 seeds.append(t)
-                grads.append(blob.diff_tensor)
+                g = blob.diff_tensor
+                grads.append(g if g.dtype == t.dtype else g.to(t.dtype))
             for p in node.layer.params:
                 if p.requires_grad and id(p) not in seen_params:
                     seen_params.add(id(p))
@@ -795,6 +805,10 @@ class Net:
     def _forward_backward(self) -> torch.Tensor | None:
         """One training pass for the solver: forward, then backward from the
         loss tops into the parameter gradients only (no blob diffs kept)."""
+        if self._accel is not None and self._accel.compile:
+            from .accel import compiled_forward_backward
+
+            return compiled_forward_backward(self, self._accel)
         loss = self._forward_range(0, len(self._nodes) - 1, want_loss=True, keep=False)
         seeds, grads = [], []
         for li, k, _ in self._loss_tops:
@@ -804,7 +818,8 @@ class Net:
             t = self._records[li][1][k]  # type: ignore[index]
             if t.requires_grad:
                 seeds.append(t)
-                grads.append(self._blob_list[node.top_ids[k]].diff_tensor)
+                g = self._blob_list[node.top_ids[k]].diff_tensor
+                grads.append(g if g.dtype == t.dtype else g.to(t.dtype))
         params = [b.tensor for b in self._learnable if b.tensor.requires_grad]
         if seeds and params:
             torch.autograd.backward(seeds, grads, inputs=params)

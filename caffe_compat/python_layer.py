@@ -216,6 +216,15 @@ class Layer:
         self.phase: int = int(param.phase) if param is not None else caffe_pb2.TRAIN
         self.blobs = BlobVec()
 
+    @property
+    def param_str_(self) -> str:
+        """The name older pycaffe used (py-faster-rcnn's layers read it)."""
+        return self.param_str
+
+    @param_str_.setter
+    def param_str_(self, value: str) -> None:
+        self.param_str = value
+
     def setup(self, bottom: list[Blob], top: list[Blob]) -> None:
         """Check the bottoms, read ``self.param_str``, create ``self.blobs``."""
 

@@ -19,6 +19,7 @@ import torch
 from .errors import WeightsError
 from .proto import caffe_pb2, caffe_raw_pb2
 from .proto.files import PathLike, atomic_write_bytes, parse_binary
+from .proto.tolerant import check_binary
 
 if TYPE_CHECKING:
     from .net import Net
@@ -171,6 +172,7 @@ def read_weights(path: PathLike) -> list[tuple[str, list[tuple[np.ndarray, tuple
         raise WeightsError(f"{p}: is a directory, expected a .caffemodel file") from None
     if not data:
         raise WeightsError(f"{p}: weights file is empty")
+    check_binary(data, caffe_pb2.NetParameter.DESCRIPTOR, str(p))  # fork fields: warn (strict: raise)
     try:
         raw = parse_binary(data, caffe_raw_pb2.RawNet(), str(p))
     except WeightsError:
@@ -219,6 +221,7 @@ def copy_weights_from(net: "Net", path: PathLike) -> None:
             raise WeightsError(
                 f'{path}: incompatible number of blobs for {layer.where}: the file has '
                 f"{len(blobs)}, the net expects {len(layer.params)}"
+                + getattr(layer, "blob_count_hint", lambda n: "")(len(blobs))  # e.g. fork BatchNorm
             )
         for j, (values, stored, legacy) in enumerate(blobs):
             target = layer.params[j]

@@ -25,8 +25,35 @@ MESSAGES = sorted(UPSTREAM["messages"])
 ALLOWED_EXTRA_FIELDS = {
     ("HingeLossParameter", "margin"): 10001,
     ("LayerParameter", "smooth_l1_loss_param"): 8266712,
+    # Fork fields (layers/forks): at the fork's number, or 10000 + it where that collides.
+    ("LayerParameter", "roi_pooling_param"): 8266711,
+    ("LayerParameter", "annotated_data_param"): 200,
+    ("LayerParameter", "multibox_loss_param"): 201,
+    ("LayerParameter", "permute_param"): 202,
+    ("LayerParameter", "prior_box_param"): 203,
+    ("LayerParameter", "detection_output_param"): 204,
+    ("LayerParameter", "detection_evaluate_param"): 205,
+    ("LayerParameter", "norm_param"): 206,
+    ("LayerParameter", "video_data_param"): 207,
+    ("LayerParameter", "upsample_param"): 149,
+    ("LayerParameter", "interp_param"): 10143,
+    ("PoolingParameter", "ceil_mode"): 10013,
+    ("BatchNormParameter", "scale_filler"): 5,
+    ("BatchNormParameter", "bias_filler"): 6,
+    ("BatchNormParameter", "scale_bias"): 7,
+    ("BatchNormParameter", "use_weight_bias"): 10005,
+    ("BatchNormParameter", "bias_term"): 10006,
+    ("BatchNormParameter", "filler"): 10007,
 }
 ALLOWED_EXTRA_MESSAGES = {"SmoothL1LossParameter"}
+ALLOWED_EXTRA_MESSAGES |= {  # forks: Fast R-CNN, SSD, Upsample, Interp
+    "ROIPoolingParameter", "LabelMapItem", "LabelMap", "Sampler", "SampleConstraint", "BatchSampler",
+    "NormalizedBBox", "Annotation", "AnnotationGroup", "AnnotatedDatum", "AnnotatedDataParameter",
+    "ResizeParameter", "DetectionEvaluateParameter", "NonMaximumSuppressionParameter",
+    "SaveOutputParameter", "DetectionOutputParameter", "MultiBoxLossParameter", "NormalizeParameter",
+    "PermuteParameter", "PriorBoxParameter", "VideoDataParameter", "UpsampleParameter",
+    "InterpParameter",
+}
 
 
 def _same(upstream: dict, ours: dict) -> bool:

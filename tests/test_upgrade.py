@@ -439,6 +439,10 @@ SYNTAX = [
 
 @pytest.mark.parametrize("cls,text,line,words", [c[1:] for c in SYNTAX], ids=[c[0] for c in SYNTAX])
 def test_syntax_errors_carry_path_line_column(cls, text, line, words, tmp_path):
+    # Strict mode: an unknown field is otherwise a warning (tolerant loading).
+    from caffe_compat import mode
+
+    mode.set_strict(True)
     path = tmp_path / "f.prototxt"
     path.write_text(text)
     with pytest.raises(ProtoSyntaxError) as info:

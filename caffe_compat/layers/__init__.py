@@ -4,6 +4,7 @@ Importing this package registers all of them; see :mod:`.registry`.
 """
 
 from . import common, data, loss, neuron, python, recurrent, vision
+from . import forks  # noqa: F401  (layers of popular Caffe forks)
 from .base import Layer, LayerContext, LossLayer
 from .registry import get_layer_class, layer_type_list, register_layer
 

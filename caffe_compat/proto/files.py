@@ -5,6 +5,9 @@
   message starts with ``path:line:column``.
 * Binary files (``.caffemodel``, ``.solverstate``, ``.binaryproto``) are read
   whole and parsed; missing or truncated files become :class:`WeightsError`.
+* Fields the schema does not know (a fork's) are skipped with an
+  ``UnknownFieldWarning`` naming each one and where it is; strict mode raises
+  (see :mod:`.tolerant`).
 * Every write goes to a temporary file in the same directory and is renamed
   into place, so an interrupted write never leaves a corrupt file under the
   final name.
@@ -22,6 +25,7 @@ from google.protobuf import message as _message
 from google.protobuf import text_format
 
 from ..errors import ProtoError, ProtoSyntaxError, WeightsError
+from .tolerant import UnknownFieldWarning, check_binary, merge_text
 
 __all__ = [
     "PathLike",
@@ -33,6 +37,7 @@ __all__ = [
     "write_binary",
     "atomic_write_bytes",
     "looks_like_text_path",
+    "UnknownFieldWarning",
 ]
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -44,7 +49,7 @@ _LINE_COL = re.compile(r"^(\d+):(\d+) : (?:'.*?': )?", re.S)
 def parse_text(text: str, message: M, path: str = "<string>") -> M:
     """Merge text-format ``text`` into ``message``; errors carry path:line:col."""
     try:
-        text_format.Merge(text, message)
+        merge_text(text, message, path)  # unknown (fork) fields: a warning each, see tolerant.py
     except text_format.ParseError as exc:
         line, col = exc.GetLine(), exc.GetColumn()
         detail = _LINE_COL.sub("", str(exc))
@@ -77,6 +82,8 @@ def parse_binary(data: bytes, message: M, what: str = "<bytes>") -> M:
             f"{what}: cannot parse as binary {message.DESCRIPTOR.name} "
             f"({len(data)} bytes; truncated or not a binary proto file?): {exc}"
         ) from None
+    if message.DESCRIPTOR.file.package == "caffe":  # not the partial caffe_raw views
+        check_binary(data, message.DESCRIPTOR, what)
     return message
 
 

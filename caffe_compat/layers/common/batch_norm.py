@@ -15,6 +15,9 @@ variances (C,), b2 = the weight sum s (1,). All start at 0.
   s ← maf·s + 1, b0 ← μ + maf·b0, b1 ← m/(m−1)·σ² + maf·b1
   (maf = moving_average_fraction, default 0.999; eps default 1e-5).
 
+Forks' 5-blob form with a fused scale and bias (NVCaffe, Intel Caffe) is
+``layers/forks/fused_batch_norm.py``, chosen by its fields.
+
 Differences from Caffe: none known.
 """
 
@@ -24,6 +27,7 @@ from typing import Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ...errors import ShapeError
 from ...proto import caffe_pb2
@@ -35,6 +39,23 @@ from ..registry import register_layer
 class BatchNorm(Layer):
     exact_num_bottom = 1
     exact_num_top = 1
+
+    def __new__(cls, param: caffe_pb2.LayerParameter | None = None,  # type: ignore[no-untyped-def]
+                *args, **kwargs):
+        # A fork's 5-blob BatchNorm (NVCaffe's scale_bias, Intel's use_weight_bias) is a
+        # subclass in layers/forks/fused_batch_norm.py.
+        if cls is BatchNorm and param is not None:
+            from ..forks.fused_batch_norm import FusedBatchNorm, is_fused
+
+            if is_fused(param):
+                cls = FusedBatchNorm
+        return super().__new__(cls)
+
+    def blob_count_hint(self, n: int) -> str:
+        """Appended to copy_from's blob-count error (a fork's fused BatchNorm has 4 or 5 blobs)."""
+        return ("; a 5-blob BatchNorm with scale and bias is NVCaffe's or Intel Caffe's: add "
+                "batch_norm_param { scale_bias: true } (NVCaffe) or { use_weight_bias: true } (Intel)"
+                if n in (4, 5) else "")
 
     def __init__(self, param: caffe_pb2.LayerParameter, bottom_shapes: Sequence[Shape],
                  ctx: LayerContext) -> None:
@@ -63,16 +84,27 @@ class BatchNorm(Layer):
         if x.dim() < 2 or x.shape[1] != self.channels:
             raise self.error(f"bottom {list(x.shape)} must have {self.channels} channels on axis 1",
                              ShapeError)
-        flat = x.reshape(x.shape[0], self.channels, -1)
+        # torch's fused batch_norm kernels compute (x − μ)/sqrt(σ² + eps) with the biased
+        # batch variance, and their backward is Caffe's: one kernel each way instead of a
+        # chain of elementwise ops (the difference is float rounding only).
+        m = x.numel() // self.channels
         if self.use_global_stats:
             s = self.params[2]
             factor = torch.where(s == 0, torch.zeros_like(s), 1 / s)
-            mean, var = self.params[0] * factor, self.params[1] * factor
-        else:
-            mean = flat.mean(dim=(0, 2))
-            var = (flat - mean[:, None]).square().mean(dim=(0, 2))
+            return F.batch_norm(x, self.params[0] * factor, self.params[1] * factor,
+                                training=False, eps=self.eps)
+        if m > 1:
             if not x.is_meta:
-                self._update(mean.detach(), var.detach(), x.numel() // self.channels)
+                with torch.no_grad():
+                    var, mean = torch.var_mean(x, dim=[0, *range(2, x.dim())], correction=0)
+                self._update(mean, var, m)
+            return F.batch_norm(x, None, None, training=True, eps=self.eps)
+        # One value per channel (torch's kernel refuses it): Caffe gives 0 / sqrt(eps).
+        flat = x.reshape(x.shape[0], self.channels, -1)
+        mean = flat.mean(dim=(0, 2))
+        var = (flat - mean[:, None]).square().mean(dim=(0, 2))
+        if not x.is_meta:
+            self._update(mean.detach(), var.detach(), m)
         y = (flat - mean[:, None]) / torch.sqrt(var + self.eps)[:, None]
         return y.reshape(x.shape)
 

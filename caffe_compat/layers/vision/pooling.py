@@ -4,7 +4,8 @@ Bottom: (N, C, H, W). Tops: the pooled blob, and for MAX optionally the mask
 (flat index h·W + w of each window's first maximum, as floats).
 
 Output size follows Caffe, not torch: out = ceil((H + 2p − k)/s) + 1 with
-``round_mode: CEIL`` (default), floor with FLOOR; and *only when p > 0* the
+``round_mode: CEIL`` (default), floor with FLOOR (or the forks' ``ceil_mode:
+true/false``); and *only when p > 0* the
 last window is dropped if it would start at or beyond H + p. torch's
 ``ceil_mode`` drops it even when p = 0, and refuses p > k/2; then the input is
 padded explicitly so that the windows are exactly Caffe's (the native torch
@@ -119,6 +120,11 @@ class Pooling(Layer):
             if self.pad[0] >= self.kernel[0] or self.pad[1] >= self.kernel[1]:
                 raise self.error(f"pad {list(self.pad)} must be smaller than the kernel {list(self.kernel)}")
         self.ceil = p.round_mode == _P.CEIL
+        if p.HasField("ceil_mode"):  # forks' ceil_mode (numbered 13 there, like round_mode here)
+            if p.HasField("round_mode") and p.ceil_mode != self.ceil:
+                raise self.error(f"ceil_mode: {str(p.ceil_mode).lower()} contradicts round_mode: "
+                                 f"{_P.RoundMode.Name(p.round_mode)}")
+            self.ceil = p.ceil_mode
 
     def forward(self, x: torch.Tensor):  # type: ignore[override]
         if x.dim() != 4:

@@ -15,8 +15,13 @@ from .mode import (
     set_device,
     set_mode_cpu,
     set_mode_gpu,
+    set_multiprocess,
     set_random_seed,
+    set_solver_count,
+    set_solver_rank,
     set_strict,
+    solver_count,
+    solver_rank,
 )
 from .net import TEST, TRAIN, Net
 from .python_layer import Layer  # pycaffe's caffe.Layer, for Python layers
@@ -35,6 +40,7 @@ from .solver import (
 )
 from .export import to_torch
 from .accel import accelerate
+from .parallel import NCCL, has_nccl
 from .proto import caffe_pb2
 from . import layers, pycaffe  # noqa: F401  (pycaffe attaches Net helpers)
 from . import io  # noqa: F401  (pycaffe's caffe.io)
@@ -75,6 +81,13 @@ __all__ = [
     "set_mode_gpu",
     "set_random_seed",
     "set_strict",
+    "set_multiprocess",
+    "set_solver_count",
+    "set_solver_rank",
+    "solver_count",
+    "solver_rank",
+    "NCCL",
+    "has_nccl",
     "to_proto",
     "to_torch",
 ]

@@ -27,6 +27,10 @@ __all__ = [
     "is_strict",
     "host_rng",
     "set_multiprocess",
+    "set_solver_count",
+    "set_solver_rank",
+    "multiprocess",
+    "root_solver",
     "solver_rank",
     "solver_count",
 ]
@@ -40,6 +44,7 @@ _warned_no_cuda = False
 _host_rng = np.random.default_rng()
 _rank = 0
 _count = 1
+_multiprocess = False
 
 
 def set_mode_cpu() -> None:
@@ -121,10 +126,45 @@ def is_strict() -> bool:
     return _strict
 
 
-def set_multiprocess(rank: int, count: int) -> None:
-    """Record this process's place in data-parallel training."""
-    global _rank, _count
-    _rank, _count = int(rank), int(count)
+def set_multiprocess(rank: int | bool, count: int | None = None) -> None:
+    """Record this process's place in data-parallel training: ``set_multiprocess(rank, count)``.
+
+    With one argument it is pycaffe's ``caffe.set_multiprocess(flag)`` (Caffe 1.0's
+    python/train.py calls it in each process); that only marks the process as one
+    of several (:func:`multiprocess`). See :mod:`caffe_compat.parallel`.
+    """
+    global _multiprocess
+    if count is None:
+        _multiprocess = bool(rank)
+        return
+    set_solver_count(count)
+    set_solver_rank(int(rank))
+    _multiprocess = _count > 1
+
+
+def set_solver_count(count: int) -> None:
+    """pycaffe's ``caffe.set_solver_count``: how many solvers train together."""
+    global _count
+    if int(count) < 1:
+        raise ValueError(f"set_solver_count: the solver count must be >= 1, got {count}")
+    _count = int(count)
+
+
+def set_solver_rank(rank: int) -> None:
+    """pycaffe's ``caffe.set_solver_rank``: this process's solver (0 is the root)."""
+    global _rank
+    if int(rank) < 0:
+        raise ValueError(f"set_solver_rank: the solver rank must be >= 0, got {rank}")
+    _rank = int(rank)
+
+
+def multiprocess() -> bool:
+    return _multiprocess
+
+
+def root_solver() -> bool:
+    """Caffe's ``Caffe::root_solver()``: rank 0 tests, logs and snapshots."""
+    return _rank == 0
 
 
 def solver_rank() -> int:

@@ -2,7 +2,7 @@
 
     caffe-compat train --solver=S [--weights=W1,W2 | --snapshot=STATE] [--gpu=0]
                        [--level=N --stage=a,b] [--sigint_effect=stop|snapshot|none]
-                       [--sighup_effect=snapshot|stop|none]
+                       [--sighup_effect=snapshot|stop|none] [--cpu_processes=N]
 
 The level and stages go into the solver's ``train_state``. ``--snapshot``
 resumes from a solverstate; ``--weights`` copies weights (by layer name) into
@@ -11,10 +11,13 @@ the train and test nets before training. SIGINT stops training by default
 ``snapshot_after_train`` defaults to true; SIGHUP snapshots and continues.
 On an interactive terminal a progress bar runs below the log.
 
+Several GPUs (``--gpu=0,1`` or ``all``) train data-parallel with one process
+per GPU, ``--cpu_processes=N`` with N CPU processes, and under ``torchrun``
+each process is one rank (:mod:`caffe_compat.parallel`).
+
 Differences from Caffe: without CUDA, ``--gpu`` (or ``solver_mode: GPU``)
-falls back to the CPU with a warning. Several GPUs (``--gpu=0,1``) need the
-data-parallel trainer (:func:`train_multi_gpu`, the hook for it); until it
-exists, the first GPU is used and the log says so.
+falls back to the CPU with a warning; ``--gpu=0,1`` then trains with as many
+CPU processes, keeping the effective batch size.
 """
 
 from __future__ import annotations
@@ -26,6 +29,9 @@ import signal
 import sys
 from typing import Any, Iterator
 
+import torch
+
+from .. import mode, parallel
 from ..cli import command
 from ..errors import SolverError
 from ..proto import caffe_pb2
@@ -33,7 +39,7 @@ from ..solver import Solver, SolverAction
 from ..solver.params import load_solver_param
 from ._common import parse_gpus, parse_stages, use_device
 
-__all__ = ["SignalHandler", "train_multi_gpu"]
+__all__ = ["SignalHandler", "processes_to_start"]
 
 _log = logging.getLogger("caffe_compat")
 
@@ -72,20 +78,17 @@ class SignalHandler:
                 signal.signal(sig, handler)
 
 
-def train_multi_gpu(solver: Solver, gpus: list[int]) -> bool:
-    """Hook for data-parallel training over ``gpus`` (issue 6).
-
-    Returns True when it trained; the single-device path runs otherwise.
-    """
-    try:
-        from .. import parallel  # type: ignore[attr-defined]
-    except ImportError:
-        _log.warning("multi-GPU training (--gpu=%s) is not available yet; training on GPU %d "
-                     "only (the effective batch size is that of one device)",
-                     ",".join(map(str, gpus)), gpus[0])
-        return False
-    parallel.train(solver, gpus)
-    return True
+def processes_to_start(gpus: list[int], cpu_processes: int) -> int:
+    """How many training processes ``--gpu`` / ``--cpu_processes`` ask this launcher for."""
+    if len(gpus) > 1 and len(set(gpus)) != len(gpus):
+        raise SolverError(f"--gpu={','.join(map(str, gpus))}: each GPU may be used once")
+    if len(gpus) > 1 and torch.cuda.is_available() and max(gpus) >= torch.cuda.device_count():
+        raise SolverError(f"GPU {max(gpus)} does not exist ({torch.cuda.device_count()} CUDA "
+                          "device(s) present)")
+    if len(gpus) > 1 and not torch.cuda.is_available():
+        _log.warning("GPUs %s requested but CUDA is not available; training with %d CPU processes "
+                     "instead (same effective batch size)", ",".join(map(str, gpus)), len(gpus))
+    return max(cpu_processes, len(gpus), 1)
 
 
 def _progress_context(enabled: bool) -> contextlib.AbstractContextManager[Any]:
@@ -111,6 +114,8 @@ def setup(parser: argparse.ArgumentParser):
                         help="action on SIGINT (default: stop)")
     parser.add_argument("--sighup_effect", default="snapshot", choices=_EFFECTS,
                         help="action on SIGHUP (default: snapshot)")
+    parser.add_argument("--cpu_processes", type=int, default=0,
+                        help="train data-parallel with N CPU processes (gloo)")
 
     def run(args: argparse.Namespace) -> int:
         if not args.solver:
@@ -126,9 +131,26 @@ def setup(parser: argparse.ArgumentParser):
             # Caffe: without --gpu, solver_mode (default GPU) and device_id decide.
             gpus = [spec.param.device_id]
             explicit = spec.param.HasField("solver_mode")
-        if len(gpus) > 1:
-            _log.info("Using GPUs %s", ", ".join(map(str, gpus)))
+        world = parallel.world_from_env()
+        if args.cpu_processes < 0:
+            raise SolverError(f"--cpu_processes={args.cpu_processes}: expected a count >= 1")
+        if args.cpu_processes:  # CPU ranks, whatever solver_mode says
+            if args.gpu:
+                raise SolverError("Give --gpu or --cpu_processes, not both.")
+            gpus, explicit = [], False
+        if world is None:
+            nprocs = processes_to_start(gpus, args.cpu_processes)
+            if len(gpus) > 1:
+                _log.info("Using GPUs %s", ", ".join(map(str, gpus)))
+            if nprocs > 1:
+                cpu = not gpus or not torch.cuda.is_available()
+                return parallel.spawn(["train", *parallel.flags_argv(args)], nprocs, cpu)
+        else:
+            parallel.become_rank(world)
+            gpus = parallel.rank_devices(gpus, world, explicit)
         on_gpu = use_device(gpus, explicit)
+        if world is not None:
+            parallel.init_process_group(world, on_gpu)
         handler = SignalHandler(args.sigint_effect, args.sighup_effect)
         solver = Solver(spec)
         solver.set_action_function(handler.action)
@@ -141,11 +163,16 @@ def setup(parser: argparse.ArgumentParser):
                 solver.net.copy_from(name)
                 for net in solver.test_nets:
                     net.copy_from(name)
-        solver.progress = sys.stderr.isatty()
+        solver.progress = sys.stderr.isatty() and mode.root_solver()
         with handler.installed(), _progress_context(solver.progress):
-            if not (on_gpu and len(gpus) > 1 and train_multi_gpu(solver, gpus)):
-                _log.info("Starting Optimization")
+            _log.info("Starting Optimization")
+            if world is None:
                 solver.solve()
+            else:
+                same = parallel.train(solver, handler.action)
+                parallel.shutdown()
+                if not same:
+                    return 1
         _log.info("Optimization Done.")
         return 0
 

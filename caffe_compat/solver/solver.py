@@ -104,6 +104,9 @@ class Solver:
         self._rule = self._rule_class(self._param)
         self._history = self._new_history()
         self._callbacks: list[tuple[Callable[[], Any] | None, Callable[[], Any] | None]] = []
+        # Called after each of the iter_size forward/backward passes: Caffe's
+        # NCCL reduces there with layer_wise_reduce (see caffe_compat.parallel).
+        self._pass_hooks: list[Callable[[], Any]] = []
         self._action_fn: Callable[[], Any] | None = None
         self._early_exit = False
         self._losses: collections.deque[torch.Tensor] = collections.deque(maxlen=self._param.average_loss)
@@ -268,6 +271,8 @@ class Solver:
                 loss: torch.Tensor | None = None
                 for _ in range(p.iter_size):
                     out = debug_forward_backward(self._net) if debug else self._net._forward_backward()
+                    for hook in self._pass_hooks:
+                        hook()
                     out = out if out is not None else torch.zeros(())
                     loss = out if loss is None else loss + out
                 assert loss is not None

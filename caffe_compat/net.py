@@ -635,8 +635,9 @@ class Net:
                 for b in node.bottom_ids:
                     t = blobs[b]._t
                     bottoms.append(t if t is not None else blobs[b].tensor)
-                for k in node.detach:
-                    bottoms[k] = bottoms[k].detach()
+                if grad_on:  # without a graph there is nothing to cut
+                    for k in node.detach:
+                        bottoms[k] = bottoms[k].detach()
                 off = grad_on and not node.need_backward
                 try:
                     if off:
@@ -770,9 +771,22 @@ class Net:
             for i in range(start, end - 1, -1):
                 cb(i)
         inputs = params + list(consumed.values())
+        # Let go of the diffs this pass replaces, so that old and new are not both held
+        # through the backward (arrays a user kept stay valid: they hold their memory).
+        for i in range(end, start + 1):
+            node = nodes[i]
+            if node.need_backward:
+                for k, bid in enumerate(node.bottom_ids):
+                    t = records[i][0][k]  # type: ignore[index]
+                    if node.bottom_need_backward[k] and id(t) in consumed:
+                        blobs[bid]._diff = None
+        grad_of: dict[int, torch.Tensor | None] = {}
         if seeds and inputs:
             try:
-                torch.autograd.backward(seeds, grads, inputs=inputs, retain_graph=retain_graph)
+                # autograd.grad hands back the gradients it computed; backward(inputs=...)
+                # would clone each intermediate one into .grad (retain_grad) first.
+                got = torch.autograd.grad(seeds, inputs, grads, retain_graph=retain_graph,
+                                          allow_unused=True)
             except RuntimeError as exc:
                 if "second time" in str(exc) or "freed" in str(exc):
                     raise NetError(
@@ -780,6 +794,17 @@ class Net:
                         "solver step; run forward() again"
                     ) from exc
                 raise
+            acc: list[torch.Tensor] = []
+            new: list[torch.Tensor] = []
+            for p, pg in zip(params, got):
+                if pg is not None:
+                    if p.grad is None:
+                        p.grad = torch.zeros_like(p)
+                    acc.append(p.grad)
+                    new.append(pg)
+            if acc:  # Caffe accumulates parameter diffs until ClearParamDiffs
+                torch._foreach_add_(acc, new)
+            grad_of = {id(t): g for t, g in zip(consumed.values(), got[len(params):])}
         # Store bottom gradients as Caffe leaves them: the lowest layer that
         # writes a blob's diff writes it last.
         done: set[int] = set()
@@ -790,16 +815,15 @@ class Net:
                 t = bottoms[k]
                 if id(t) not in consumed:
                     continue
-                g = t.grad
-                t.grad = None
+                bg = grad_of.get(id(t))
                 if bid in done or not (node.need_backward and node.bottom_need_backward[k]):
                     continue
                 done.add(bid)
-                blobs[bid]._diff = g if g is not None else None
+                blobs[bid]._diff = bg
         if not retain_graph:
             self._graph_alive = False
         for cb in self._hooks["after_backward"]:
-            for i in range(end, start + 1):
+            for i in range(start, end - 1, -1):
                 cb(i)
 
     def _forward_backward(self) -> torch.Tensor | None:
@@ -821,8 +845,15 @@ class Net:
                 g = self._blob_list[node.top_ids[k]].diff_tensor
                 grads.append(g if g.dtype == t.dtype else g.to(t.dtype))
         params = [b.tensor for b in self._learnable if b.tensor.requires_grad]
+        last = len(self._nodes) - 1
+        for cb in self._hooks["before_backward"]:  # as Net::Backward runs them, layer by layer
+            for i in range(last, -1, -1):
+                cb(i)
         if seeds and params:
             torch.autograd.backward(seeds, grads, inputs=params)
+        for cb in self._hooks["after_backward"]:
+            for i in range(last, -1, -1):
+                cb(i)
         self._graph_alive = False
         return loss
 

@@ -367,3 +367,17 @@ def test_inplace_blob_diff_is_bottom_diff(caffe, tmp_path):
     net.backward()
     # After backward the in-place blob holds the gradient at ReLU's input.
     np.testing.assert_array_equal(net.blobs["y"].diff, (y > 0).astype(np.float32))
+
+
+def test_layer_hooks_run_in_caffe_order(net):
+    calls = []
+    net.before_forward(lambda i: calls.append(("bf", i)))
+    net.after_forward(lambda i: calls.append(("af", i)))
+    net.forward()
+    assert calls == [(k, i) for i in range(4) for k in ("bf", "af")]
+    del calls[:]
+    net.before_backward(lambda i: calls.append(("bb", i)))
+    net.after_backward(lambda i: calls.append(("ab", i)))
+    net.backward()
+    assert [i for k, i in calls if k == "bb"] == [3, 2, 1, 0]
+    assert [i for k, i in calls if k == "ab"] == [3, 2, 1, 0]

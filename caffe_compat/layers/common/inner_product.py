@@ -57,5 +57,6 @@ class InnerProduct(Layer):
         if self.transpose:
             w = w.t()
         b = self.params[1] if self.bias_term else None
-        flat = x.reshape(*shape[: self.axis], k)
+        # Already (..., K) for the usual 2-d bottom: skip the reshape call (per-layer overhead).
+        flat = x if x.dim() == self.axis + 1 else x.reshape(*shape[: self.axis], k)
         return F.linear(flat, w, b)

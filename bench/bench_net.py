@@ -51,7 +51,7 @@ PAIRS = [
     ("ours net._forward_backward()", "twin forward+backward", "training pass"),
     ("ours solver.step(1)", "twin step (SGD)", "solver.step(1)"),
 ]
-MEM_KINDS = ["ours-step", "twin-step", "ours-fwdbwd", "twin-fwdbwd"]
+MEM_KINDS = ["ours-step", "ours-step-lean", "twin-step", "ours-fwdbwd", "twin-fwdbwd"]
 
 
 def _inputs(spec: common.NetSpec, batch: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -201,8 +201,10 @@ def _mem_contender(kind: str, key: str, device: str, batch: int) -> Any:
 
         net_path, solver_path = common.write_net(spec, common.bench_dir(), batch)
         _use_device(device)
-        if kind == "ours-step":
+        if kind.startswith("ours-step"):
             solver = caffe.get_solver(solver_path)
+            if kind == "ours-step-lean":
+                caffe.accelerate(solver, lean_memory=True)
             _set_inputs(solver.net, x, y)
             return lambda: solver.step(1)
         net = caffe.Net(net_path, caffe.TRAIN)
@@ -279,6 +281,7 @@ def memory(key: str, device: str = "cpu", threads: int = 1, steps: int = 5) -> d
             x, y = res[a].get(f), res[b].get(f)
             return None if x is None or not y else x / y
         return {"solver.step(1)": r("ours-step", "twin-step"),
+                "solver.step(1) lean_memory": r("ours-step-lean", "twin-step"),
                 "pycaffe fwd+bwd": r("ours-fwdbwd", "twin-fwdbwd")}
     return {"net": key, "device": device, "field": field, "workers": res, "ratios": ratios_of(field)}
 

@@ -1,7 +1,7 @@
 """Opt-in accelerations for new hardware. All are off by default.
 
-With any of them on, results are no longer bit-for-bit Caffe's float32
-numbers (reduced precision, reordered arithmetic); they stay within what
+With channels_last, autocast or compile on, results are no longer bit-for-bit
+Caffe's float32 numbers (reduced precision, reordered arithmetic); they stay within what
 each technique normally costs in accuracy. Turn them on per net or solver:
 
     caffe.accelerate(solver, channels_last=True, autocast="bf16", compile=True)
@@ -19,6 +19,14 @@ each technique normally costs in accuracy. Turn them on per net or solver:
   Only the output blobs (and the data layers' tops) are updated; intermediate
   blobs keep their last interpreted values, and ``net.backward()`` is not
   available (use the solver, or ``caffe.accelerate(net)`` to turn it off).
+* ``lean_memory=True`` lets a solver's training step free each intermediate
+  result as soon as backward is done with it (as plain PyTorch does) instead of
+  keeping every blob's data until the next forward as Caffe does. Afterwards
+  the input, loss and output blobs still hold data; reading another blob
+  raises :class:`~caffe_compat.errors.BlobReleasedError` until the next forward.
+  Results are unchanged.
+* ``tf32=True`` allows TensorFloat-32 matrix arithmetic on CUDA (process-wide;
+  ``set_mode_gpu`` turns it off, since Caffe computes in true float32).
 * ``cuda_graphs=True`` compiles with ``mode="reduce-overhead"`` (CUDA graphs
   for static shapes, on CUDA devices).
 """
@@ -51,6 +59,7 @@ class Acceleration:
     autocast: torch.dtype | None = None
     compile: bool | str = False
     cuda_graphs: bool = False
+    lean_memory: bool = False
     _modules: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def context(self, device: torch.device) -> contextlib.AbstractContextManager:
@@ -79,7 +88,8 @@ class Acceleration:
 
 
 def accelerate(target: Any, *, channels_last: bool = False, autocast: str | None = None,
-               compile: bool | str = False, cuda_graphs: bool = False) -> Any:
+               compile: bool | str = False, cuda_graphs: bool = False,
+               lean_memory: bool = False, tf32: bool = False) -> Any:
     """Turn accelerations on (or, with no arguments, off) for a Net or a Solver
     (its train and test nets). Returns ``target``."""
     nets = _nets_of(target)
@@ -87,17 +97,21 @@ def accelerate(target: Any, *, channels_last: bool = False, autocast: str | None
         raise ValueError(f"accelerate: autocast must be one of {sorted(_DTYPES)}, got {autocast!r}")
     if cuda_graphs and not compile:
         compile = True
-    on = channels_last or autocast is not None or bool(compile)
+    if tf32:
+        # Process-wide in torch: TensorFloat-32 matmuls/convolutions on Ampere and later.
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+    on = channels_last or autocast is not None or bool(compile) or lean_memory
     for net in nets:
         if cuda_graphs and net.device.type != "cuda":
             warnings.warn("accelerate: cuda_graphs needs a CUDA device; compiling without them",
                           RuntimeWarning, stacklevel=2)
         _set_channels_last(net, channels_last)
         net._accel = Acceleration(channels_last, _DTYPES.get(autocast or ""), compile,
-                                  cuda_graphs) if on else None
+                                  cuda_graphs, lean_memory) if on else None
     if on:
-        _log.info("accelerate: channels_last=%s autocast=%s compile=%s cuda_graphs=%s",
-                  channels_last, autocast, compile, cuda_graphs)
+        _log.info("accelerate: channels_last=%s autocast=%s compile=%s cuda_graphs=%s lean_memory=%s",
+                  channels_last, autocast, compile, cuda_graphs, lean_memory)
     return target
 
 

@@ -27,7 +27,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import torch
 
-from .errors import ShapeError
+from .errors import BlobReleasedError, ShapeError
 
 __all__ = ["Blob", "flush_host_writes", "as_shape"]
 
@@ -86,7 +86,7 @@ class _Mirror:
 class Blob:
     """A named N-d array of float32 with a gradient, as pycaffe shows it."""
 
-    __slots__ = ("_t", "_diff", "_shape", "_device", "_mdata", "_mdiff", "__weakref__")
+    __slots__ = ("_t", "_diff", "_shape", "_device", "_mdata", "_mdiff", "_released", "__weakref__")
 
     def __init__(self, shape: Sequence[int] = (), device: torch.device | str = "cpu") -> None:
         if isinstance(shape, int):
@@ -97,6 +97,8 @@ class Blob:
         self._diff: torch.Tensor | None = None
         self._mdata: _Mirror | None = None
         self._mdiff: _Mirror | None = None
+        #: set when a lean training step dropped this intermediate (see release())
+        self._released = False
 
     # ------------------------------------------------------------------ tensors
     @classmethod
@@ -111,8 +113,22 @@ class Blob:
         """The data as a torch tensor (allocated as zeros on first use)."""
         t = self._t
         if t is None:
+            if self._released:
+                raise BlobReleasedError(
+                    "this blob's data was released after a training step to save memory "
+                    "(caffe.accelerate(..., lean_memory=True)); run net.forward() to compute it again"
+                )
             t = self._t = torch.zeros(self._shape, dtype=torch.float32, device=self._device)
         return t
+
+    def release(self) -> None:
+        """Drop the data tensor (an intermediate result) so autograd can free it;
+        reading the blob raises until the next forward writes it again."""
+        t = self._t
+        if t is not None:
+            self._shape = tuple(t.shape)
+            self._t = None
+            self._released = True
 
     @tensor.setter
     def tensor(self, value: torch.Tensor) -> None:
@@ -253,6 +269,7 @@ class Blob:
             return
         self._shape = shape
         self._replace(None)
+        self._released = False
         self._diff = None
         self._forget_mirrors()
 

@@ -21,6 +21,7 @@ __all__ = [
     "LayerError",
     "ShapeError",
     "BlobNotFoundError",
+    "BlobReleasedError",
     "WeightsError",
     "SolverError",
     "DataError",
@@ -72,6 +73,10 @@ class BlobNotFoundError(CaffeCompatError, KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
+
+
+class BlobReleasedError(CaffeCompatError, RuntimeError):
+    """A blob whose data a lean training step released (opt-in) was read."""
 
 
 class WeightsError(CaffeCompatError, ValueError):

@@ -75,6 +75,10 @@ def set_mode_gpu() -> None:
             _warned_no_cuda = True
         _gpu_mode = False
         return
+    # Caffe computes in true float32; torch's default TF32 convolutions would not
+    # (caffe.accelerate(..., tf32=True) turns them back on).
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
     _gpu_mode = True
 
 

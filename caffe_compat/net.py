@@ -845,6 +845,12 @@ class Net:
                 g = self._blob_list[node.top_ids[k]].diff_tensor
                 grads.append(g if g.dtype == t.dtype else g.to(t.dtype))
         params = [b.tensor for b in self._learnable if b.tensor.requires_grad]
+        if self._accel is not None and self._accel.lean_memory:
+            keep = {*self._output_ids, *(self._nodes[li].top_ids[k] for li, k, _ in self._loss_tops),
+                    *(b for n in self._nodes if not n.bottom_ids for b in n.top_ids)}
+            for bid, blob in enumerate(self._blob_list):
+                if bid not in keep:
+                    blob.release()  # autograd alone holds what backward still needs
         last = len(self._nodes) - 1
         for cb in self._hooks["before_backward"]:  # as Net::Backward runs them, layer by layer
             for i in range(last, -1, -1):

@@ -158,3 +158,18 @@ def test_inductor_compile(tmp_path, reference):
     solver = accelerated(tmp_path, start, compile=True)
     got = train(solver, batches(4))
     np.testing.assert_allclose(got, losses, rtol=1e-4)
+
+
+def test_lean_memory_trains_the_same_and_releases_intermediates(tmp_path, reference):
+    from caffe_compat.errors import BlobReleasedError
+
+    start, losses, final = reference
+    solver = accelerated(tmp_path, start, lean_memory=True)
+    got = train(solver, batches(4))
+    np.testing.assert_array_equal(got, losses)
+    assert_weights_close(weights(solver.net), final, rtol=0, atol=0)
+    assert solver.net.blobs["data"].data.shape == (8, 2, 10, 10)  # inputs and losses stay
+    with pytest.raises(BlobReleasedError, match="net.forward"):
+        solver.net.blobs["conv1"].data
+    solver.net.forward()
+    assert solver.net.blobs["conv1"].data.shape == (8, 4, 8, 8)

@@ -166,7 +166,8 @@ def test_published_open_nsfw_matches_caffe(path):
     for key in fx.keys("stats"):
         name = key.split("/", 1)[1]
         d = net.blobs[name].data.astype(np.float64)
-        assert_close([d.mean(), d.std(), d.min(), d.max()], fx.arrays[key], tol, f"open_nsfw {name} statistics")
+        stats = [d.mean(), d.std(), d.min(), d.max()]
+        assert_close(stats, fx.arrays[key], tol, f"open_nsfw {name} statistics")
     assert net.blobs["prob"].data.shape == (1, 2)
 
 

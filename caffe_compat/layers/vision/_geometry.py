@@ -16,8 +16,9 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from ...errors import LayerError
+from ...errors import LayerError, ShapeError
 from ...proto import caffe_pb2
+from ..base import Layer, canonical_axis
 
 __all__ = ["ConvGeometry", "conv_geometry", "conv_nd", "deconv_nd"]
 
@@ -90,6 +91,18 @@ def conv_geometry(p: caffe_pb2.ConvolutionParameter, num_spatial: int, where: st
     # Caffe does not check dilation > 0; dilation 0 makes every tap read one pixel.
     dilation = _per_axis(list(p.dilation), num_spatial, 1, "dilation", where)
     return ConvGeometry(kernel, stride, pad, dilation)
+
+
+def spatial_setup(layer: Layer, p: caffe_pb2.ConvolutionParameter, shape: tuple[int, ...]
+                  ) -> tuple[int, int, ConvGeometry]:
+    """(channel axis, number of spatial axes, geometry) of a convolution-like layer
+    (Convolution, Deconvolution, Im2col) for a bottom of ``shape``."""
+    axis = canonical_axis(p.axis, len(shape), layer.where)
+    num_spatial = len(shape) - axis - 1
+    if num_spatial < 1:
+        raise layer.error(f"bottom shape {list(shape)} has no spatial axes after the channel "
+                          f"axis {axis}", ShapeError)
+    return axis, num_spatial, conv_geometry(p, num_spatial, layer.where)
 
 
 def _bias(y: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:

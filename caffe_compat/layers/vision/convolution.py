@@ -33,9 +33,9 @@ import torch.nn.functional as F
 
 from ...errors import ShapeError
 from ...proto import caffe_pb2
-from ..base import Layer, LayerContext, Shape, canonical_axis
+from ..base import Layer, LayerContext, Shape
 from ..registry import register_layer
-from ._geometry import conv_geometry, conv_nd, deconv_nd
+from ._geometry import conv_nd, deconv_nd, spatial_setup
 
 
 class _ConvBase(Layer):
@@ -49,12 +49,8 @@ class _ConvBase(Layer):
         super().__init__(param, bottom_shapes, ctx)
         p = param.convolution_param
         shape = tuple(bottom_shapes[0])
-        self.axis = canonical_axis(p.axis, len(shape), self.where)
-        self.num_spatial = len(shape) - self.axis - 1
-        if self.num_spatial < 1:
-            raise self.error(f"bottom shape {list(shape)} has no spatial axes after the channel "
-                             f"axis {self.axis}", ShapeError)
-        self.geom = g = conv_geometry(p, self.num_spatial, self.where)
+        self.axis, self.num_spatial, self.geom = spatial_setup(self, p, shape)
+        g = self.geom
         if not p.HasField("num_output") or p.num_output == 0:
             raise self.error("convolution_param.num_output must be given and > 0")
         self.channels = shape[self.axis]

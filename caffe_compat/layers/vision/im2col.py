@@ -24,9 +24,9 @@ import torch.nn.functional as F
 
 from ...errors import ShapeError
 from ...proto import caffe_pb2
-from ..base import Layer, LayerContext, Shape, canonical_axis
+from ..base import Layer, LayerContext, Shape
 from ..registry import register_layer
-from ._geometry import conv_geometry
+from ._geometry import spatial_setup
 
 
 @register_layer("Im2col")
@@ -38,13 +38,7 @@ class Im2col(Layer):
                  ctx: LayerContext) -> None:
         super().__init__(param, bottom_shapes, ctx)
         p = param.convolution_param
-        shape = tuple(bottom_shapes[0])
-        self.axis = canonical_axis(p.axis, len(shape), self.where)
-        self.num_spatial = len(shape) - self.axis - 1
-        if self.num_spatial < 1:
-            raise self.error(f"bottom shape {list(shape)} has no spatial axes after the channel "
-                             f"axis {self.axis}", ShapeError)
-        self.geom = conv_geometry(p, self.num_spatial, self.where)
+        self.axis, self.num_spatial, self.geom = spatial_setup(self, p, tuple(bottom_shapes[0]))
 
     def _out_sizes(self, x: torch.Tensor) -> list[int]:
         if x.dim() != self.axis + 1 + self.num_spatial:

@@ -4,7 +4,9 @@
 #   make test       install, then run the test suite (about 10 minutes on 2 cores)
 #   make test-long  the long runs too (whole models, long trajectories)
 #   make bench      benchmarks (bench/), ratios against hand-written PyTorch
-#   make proto      regenerate caffe_compat/proto/*_pb2.py from the .proto files
+#   make proto      regenerate caffe_compat/proto/*_pb2.py(i) from the .proto files
+#   make layers-md  regenerate LAYERS.md from the registry and the tests
+#   make lint typecheck   flake8 and mypy (both configured in setup.cfg)
 #   make golden     regenerate test fixtures with a real pycaffe (see tests/golden/README.md)
 
 PYTHON ?= python3
@@ -16,7 +18,7 @@ TORCH_SPEC ?= torch==2.13.0
 JOBS ?= 2
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-long test-cuda bench proto lint typecheck golden caffe-ref clean
+.PHONY: install demo test test-long test-cuda bench proto layers-md lint typecheck golden caffe-ref clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -44,6 +46,9 @@ bench: install
 
 proto: install
 	$(PY) caffe_compat/proto/regenerate.py
+
+layers-md: install
+	$(PY) tools/gen_layers_md.py
 
 lint: install
 	$(PY) -m flake8 caffe_compat tests bench examples

@@ -121,6 +121,11 @@ class Blob:
             t = self._t = torch.zeros(self._shape, dtype=torch.float32, device=self._device)
         return t
 
+    @tensor.setter
+    def tensor(self, value: torch.Tensor) -> None:
+        self._t = value
+        self._shape = tuple(value.shape)
+
     def release(self) -> None:
         """Drop the data tensor (an intermediate result) so autograd can free it;
         reading the blob raises until the next forward writes it again."""
@@ -129,11 +134,6 @@ class Blob:
             self._shape = tuple(t.shape)
             self._t = None
             self._released = True
-
-    @tensor.setter
-    def tensor(self, value: torch.Tensor) -> None:
-        self._t = value
-        self._shape = tuple(value.shape)
 
     @property
     def diff_tensor(self) -> torch.Tensor:

@@ -46,7 +46,7 @@ class CaffeGraphModule(fx.GraphModule):
 
 def _is_data_layer(layer: nn.Module) -> bool:
     return getattr(layer, "is_input", False) or (
-        getattr(layer, "exact_num_bottom", None) == 0 and len(layer.layer_param.bottom) == 0
+        getattr(layer, "exact_num_bottom", None) == 0 and not getattr(layer, "layer_param").bottom
     )
 
 

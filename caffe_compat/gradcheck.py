@@ -113,7 +113,7 @@ def _build(layer: Any, shapes: list[tuple[int, ...]], n_top: int, param_str: str
     del lp.bottom[:], lp.top[:]
     lp.bottom.extend(f"bottom{i}" for i in range(len(shapes)))
     lp.top.extend(f"top{j}" for j in range(n_top))
-    lp.phase = phase
+    lp.phase = phase  # type: ignore[assignment]  # protobuf enum int
     host = cls(lp, shapes, LayerContext(phase=phase, source_dir=Path.cwd()))
     host.top_shapes(shapes)
     return host

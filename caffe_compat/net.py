@@ -116,7 +116,7 @@ class Net:
         phase, level, stages, weights = _parse_net_args(args, kwargs)
         param, source = load_net_param(model)
         if phase is not None:
-            param.state.phase = phase
+            param.state.phase = phase  # type: ignore[assignment]  # protobuf enum ints
         if level is not None:
             param.state.level = level
         if stages is not None:
@@ -653,15 +653,15 @@ class Net:
                         f"{[list(b.shape) for b in bottoms]}: {type(exc).__name__}: {exc}"
                     ) from exc
                 tops = (out,) if isinstance(out, torch.Tensor) else tuple(out)
-                for k, t in enumerate(tops):
-                    for b in bottoms:
-                        if t is b:
+                for k, tt in enumerate(tops):
+                    for bt in bottoms:
+                        if tt is bt:
                             # A top must be its own autograd node (identity layers
                             # such as Dropout at TEST return their input).
-                            tops = tops[:k] + (t.view_as(t),) + tops[k + 1:]
+                            tops = tops[:k] + (tt.view_as(tt),) + tops[k + 1:]
                             break
-                for bid, t in zip(node.top_ids, tops):
-                    blobs[bid]._t = t
+                for bid, top in zip(node.top_ids, tops):
+                    blobs[bid]._t = top
                 records[i] = (bottoms, tops) if keep or node.has_loss else None
             if want_loss and node.has_loss:
                 for k, w in enumerate(node.loss_weights):

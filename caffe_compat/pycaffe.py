@@ -8,7 +8,7 @@ result), as pycaffe does. They are attached to :class:`~caffe_compat.net.Net`.
 from __future__ import annotations
 
 from itertools import zip_longest
-from typing import Any, Iterator
+from typing import Any, Iterator, cast
 
 import numpy as np
 
@@ -50,7 +50,7 @@ def forward_all(self: Net, blobs: list[str] | None = None, **kwargs: np.ndarray)
     names = set(self.outputs) | set(blobs or ())
     outs: dict[str, list[np.ndarray]] = {n: [] for n in names}
     for batch in batches(self, kwargs):
-        for name, value in self.forward(blobs=blobs, **batch).items():
+        for name, value in self.forward(blobs, **cast(dict[str, Any], batch)).items():
             outs[name].extend(value.copy())
     result = {n: np.asarray(v) for n, v in outs.items()}
     pad = _pad_of(outs, kwargs)
@@ -64,10 +64,11 @@ def forward_backward_all(self: Net, blobs: list[str] | None = None, diffs: list[
     grads: dict[str, list[np.ndarray]] = {n: [] for n in set(self.inputs) | set(diffs or ())}
     fwd = batches(self, {n: kwargs[n] for n in self.inputs if n in kwargs})
     bwd = batches(self, {n: kwargs[n] for n in self.outputs if n in kwargs})
-    for fb, bb in zip_longest(fwd, bwd, fillvalue={}):
-        for name, value in self.forward(blobs=blobs, **fb).items():
+    nothing: dict[str, np.ndarray] = {}
+    for fb, bb in zip_longest(fwd, bwd, fillvalue=nothing):
+        for name, value in self.forward(blobs, **cast(dict[str, Any], fb)).items():
             outs[name].extend(value.copy())
-        for name, value in self.backward(diffs=diffs, **bb).items():
+        for name, value in self.backward(diffs, **cast(dict[str, Any], bb)).items():
             grads[name].extend(value.copy())
     result_o = {n: np.asarray(v) for n, v in outs.items()}
     result_d = {n: np.asarray(v) for n, v in grads.items()}

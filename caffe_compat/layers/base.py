@@ -17,6 +17,7 @@ data, or that cannot run on meta tensors, override :meth:`Layer.top_shapes`.
 
 from __future__ import annotations
 
+import builtins
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Sequence
@@ -25,7 +26,7 @@ import torch
 from torch import nn
 
 from ..blob import ParamBlob
-from ..errors import LayerError, ShapeError, WeightsError, layer_where
+from ..errors import CaffeCompatError, LayerError, ShapeError, WeightsError, layer_where
 from ..fillers import fill
 from ..proto import caffe_pb2
 
@@ -131,7 +132,8 @@ class Layer(nn.Module):
     def where(self) -> str:
         return layer_where(self.type, self.name)
 
-    def error(self, message: str, cls: type[LayerError] = LayerError) -> LayerError:
+    def error(self, message: str,
+              cls: builtins.type[CaffeCompatError] = LayerError) -> CaffeCompatError:
         """An exception whose message starts by naming this layer."""
         return cls(f"{self.where}: {message}")
 
@@ -189,9 +191,10 @@ class Layer(nn.Module):
     def refresh_params(self) -> None:
         """Re-read ``self.params`` from the module's registered tensors."""
         for i, name in enumerate(self._param_attrs):
-            tensor = self._parameters.get(name)
+            tensor: torch.Tensor | None = self._parameters.get(name)
             if tensor is None:
                 tensor = self._buffers[name]
+            assert tensor is not None
             self.params[i] = tensor
             blob = self._param_blobs[i]
             if blob._t is not tensor:
@@ -238,8 +241,8 @@ class LossLayer(Layer):
     (bottom 1) never receive gradients, not even with ``force_backward``.
     """
 
-    exact_num_bottom = 2
-    exact_num_top = 1
+    exact_num_bottom: ClassVar[int | None] = 2
+    exact_num_top: ClassVar[int | None] = 1
     auto_top_blobs = True
     is_loss = True
     no_force_backward = frozenset({1})

@@ -230,7 +230,7 @@ def _upgrade_v0_layer(conn: caffe_pb2.V1LayerParameter, source: str, problems: P
     if v0.HasField("name"):
         out.name = v0.name
     if v0.HasField("type"):
-        out.type = _v0_layer_type(v0, source)
+        out.type = _v0_layer_type(v0, source)  # type: ignore[assignment]  # an enum int
     out.blobs.extend(v0.blobs)
     out.blobs_lr.extend(v0.blobs_lr)
     out.weight_decay.extend(v0.weight_decay)

@@ -1,4 +1,4 @@
-"""Regenerate ``caffe_pb2.py`` and ``caffe_raw_pb2.py`` (``make proto``).
+"""Regenerate ``caffe_pb2.py``/``caffe_raw_pb2.py`` and their type stubs (``make proto``).
 
 Runs the protoc that ships inside ``grpcio-tools`` (so no system protoc is
 needed) and then drops the generated runtime-version pin: protoc stamps the
@@ -26,7 +26,8 @@ def main() -> int:
 
     for name in ("caffe", "caffe_raw"):
         rc = protoc.main(
-            ["protoc", f"-I{HERE}", f"--python_out={HERE}", str(HERE / f"{name}.proto")]
+            ["protoc", f"-I{HERE}", f"--python_out={HERE}", f"--pyi_out={HERE}",
+             str(HERE / f"{name}.proto")]
         )
         if rc != 0:
             return rc

@@ -72,7 +72,8 @@ class SPP(Layer):
                 f"pad {ph}x{pw}, but Caffe's pooling requires pad < kernel; bottom {list(shape)}",
                 ShapeError)
         lp = caffe_pb2.LayerParameter(name=f"{self.name}_level{level}", type="Pooling",
-                                      bottom=["x"], top=["y"], phase=self.phase)
+                                      bottom=["x"], top=["y"],
+                                      phase=self.phase)  # type: ignore[arg-type]
         pp = lp.pooling_param
         pp.pool = self.pool  # type: ignore[assignment]
         pp.kernel_h, pp.kernel_w, pp.stride_h, pp.stride_w = kh, kw, kh, kw

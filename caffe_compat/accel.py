@@ -151,6 +151,8 @@ def _data_tops(net: "Net", module: Any) -> list[torch.Tensor]:
 
 
 def compiled_forward_backward(net: "Net", accel: Acceleration) -> torch.Tensor | None:
+    from .net import seed_grad
+
     module = accel.compiled(net, "train")
     graph = module._orig_mod if hasattr(module, "_orig_mod") else module
     with accel.context(net.device):
@@ -165,8 +167,7 @@ def compiled_forward_backward(net: "Net", accel: Acceleration) -> torch.Tensor |
         loss = term if loss is None else loss + term
         if t.requires_grad:
             seeds.append(t)
-            g = net._blob_list[bid].diff_tensor
-            grads.append(g if g.dtype == t.dtype else g.to(t.dtype))
+            grads.append(seed_grad(net._blob_list[bid].diff_tensor, t))
     params = [b.tensor for b in net._learnable if b.tensor.requires_grad]
     if seeds and params:
         torch.autograd.backward(seeds, grads, inputs=params)

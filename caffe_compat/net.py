@@ -761,8 +761,7 @@ class Net:
                 if not blob.has_diff and not getattr(node.layer, "always_backward", False):
                     continue  # an all-zero seed contributes nothing (Python layers still run)
                 seeds.append(t)
-                g = blob.diff_tensor
-                grads.append(g if g.dtype == t.dtype else g.to(t.dtype))
+                grads.append(seed_grad(blob.diff_tensor, t))
             for p in node.layer.params:
                 if p.requires_grad and id(p) not in seen_params:
                     seen_params.add(id(p))
@@ -842,8 +841,7 @@ class Net:
             t = self._records[li][1][k]  # type: ignore[index]
             if t.requires_grad:
                 seeds.append(t)
-                g = self._blob_list[node.top_ids[k]].diff_tensor
-                grads.append(g if g.dtype == t.dtype else g.to(t.dtype))
+                grads.append(seed_grad(self._blob_list[node.top_ids[k]].diff_tensor, t))
         params = [b.tensor for b in self._learnable if b.tensor.requires_grad]
         if self._accel is not None and self._accel.lean_memory:
             keep = {*self._output_ids, *(self._nodes[li].top_ids[k] for li, k, _ in self._loss_tops),
@@ -988,6 +986,11 @@ class Net:
     def __repr__(self) -> str:
         phase = "TRAIN" if self.phase == TRAIN else "TEST"
         return f"<caffe_compat.Net {self.name!r}: {len(self._nodes)} layers, phase {phase}>"
+
+
+def seed_grad(diff: torch.Tensor, top: torch.Tensor) -> torch.Tensor:
+    """A top's diff as backward's seed: in the top's dtype (reduced under opt-in autocast)."""
+    return diff if diff.dtype == top.dtype else diff.to(top.dtype)
 
 
 def _parse_net_args(args: tuple[Any, ...], kwargs: dict[str, Any]

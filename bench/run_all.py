@@ -11,7 +11,8 @@ once (dispatch cost does not depend on threads):
 * ``bench_overhead`` — per-layer Python overhead of the interpreter, CPU and CUDA;
 
 and the other benchmarks of this folder as they are (their printed output is
-kept verbatim): ``bench_solver.py``, ``bench_python_layer.py``, ``bench_data.py``.
+kept verbatim): ``bench_solver.py``, ``bench_python_layer.py``, ``bench_data.py``,
+``bench_kernels.py`` (the CPU kernel choices, shape by shape).
 
 Results go to ``bench/results/<host>-<date>.json`` and ``.md`` (the machine: CPU
 model, cores, torch version, threads, load average before and after; GPU and
@@ -45,6 +46,7 @@ OTHERS = [  # (script, extra arguments), written by other people; run as they ar
     ("bench_solver.py", []),
     ("bench_python_layer.py", []),
     ("bench_data.py", []),
+    ("bench_kernels.py", []),
 ]
 
 TIME_TARGET = 1.10  # ours / twin

@@ -11,7 +11,7 @@ run torch's convolutions for 1 to 3 spatial axes and decompose more axes
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -19,10 +19,11 @@ import torch.nn.functional as F
 from ...errors import LayerError, ShapeError
 from ...proto import caffe_pb2
 from ..base import Layer, canonical_axis
+from . import _cpu_kernels
 
 __all__ = ["ConvGeometry", "conv_geometry", "conv_nd", "deconv_nd"]
 
-_CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
+_CONV: dict[int, Callable[..., torch.Tensor]] = {1: F.conv1d, 2: _cpu_kernels.conv2d, 3: F.conv3d}
 _DECONV = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
 
 

@@ -40,6 +40,7 @@ from ...errors import ShapeError
 from ...proto import caffe_pb2
 from ..base import FLT_MAX, FLT_MIN, Layer, LayerContext, Shape
 from ..registry import register_layer
+from . import _cpu_kernels
 
 _P = caffe_pb2.PoolingParameter
 Pair = tuple[int, int]
@@ -153,7 +154,7 @@ class Pooling(Layer):
 
     def _max(self, x: torch.Tensor, k: Pair, s: Pair, p: Pair, out: Pair, native: bool):
         if native and not self.want_mask:
-            return F.max_pool2d(x, k, s, p, ceil_mode=self.ceil)
+            return _cpu_kernels.pool2d(x, True, k, s, p, self.ceil)
         if native:
             y, idx = F.max_pool2d(x, k, s, p, ceil_mode=self.ceil, return_indices=True)
             return y, idx.to(x.dtype)
@@ -171,7 +172,7 @@ class Pooling(Layer):
 
     def _ave(self, x: torch.Tensor, k: Pair, s: Pair, p: Pair, out: Pair, native: bool) -> torch.Tensor:
         if native:
-            return F.avg_pool2d(x, k, s, p, ceil_mode=self.ceil, count_include_pad=True)
+            return _cpu_kernels.pool2d(x, False, k, s, p, self.ceil)
         sums = F.avg_pool2d(self._padded(x, k, s, p, out, 0.0), k, s, 0, divisor_override=1)
         div = _divisors((x.shape[2], x.shape[3]), k, s, p, out, x.device, x.dtype)
         return sums[:, :, : out[0], : out[1]] / div

@@ -1,0 +1,212 @@
+"""The CPU kernel choices (``caffe_compat/layers/vision/_cpu_kernels.py``).
+
+* every vision golden fixture passes with the choices off as well as on (on is
+  the default, run by test_vision_layers.py), and the wide-channel pooling and
+  one-channel convolution fixtures really take the chosen kernels;
+* pooling through the channels-last kernel is bit-identical to torch's NCHW
+  kernel, values and gradients, ties and NaN included;
+* the one-channel convolution passes float64 gradcheck and agrees with
+  ``F.conv2d`` in float32;
+* tracing, compilation, meta tensors and other dtypes take torch's own ops.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from google.protobuf import text_format
+
+import caffe_compat as caffe
+from caffe_compat.layers.vision import _cpu_kernels as K
+from caffe_compat.proto import caffe_pb2
+from caffe_compat.proto.files import read_text
+
+from golden_harness import fixtures, load, run
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@contextmanager
+def kernels(on: bool):
+    was = K.set_enabled(on)
+    try:
+        yield
+    finally:
+        K.set_enabled(was)
+
+
+@contextmanager
+def spy():
+    """Count the calls of the chosen kernels."""
+    calls = {"pool": 0, "conv": 0}
+    pool_apply, conv_apply = K._PoolChannelsLast.apply, K._ConvOneChannel.apply
+
+    def pool(*a):
+        calls["pool"] += 1
+        return pool_apply(*a)
+
+    def conv(*a):
+        calls["conv"] += 1
+        return conv_apply(*a)
+
+    K._PoolChannelsLast.apply, K._ConvOneChannel.apply = pool, conv  # type: ignore[method-assign]
+    try:
+        yield calls
+    finally:
+        K._PoolChannelsLast.apply, K._ConvOneChannel.apply = pool_apply, conv_apply  # type: ignore
+
+
+@pytest.mark.parametrize("path", fixtures("net", ("vision",)), ids=lambda p: p.stem)
+def test_golden_with_choices_off(path):
+    with kernels(False):
+        run(load(path))
+
+
+@pytest.mark.parametrize("name,kind", [
+    ("max_wide_channels_ties", "pool"), ("max_wide_channels_lenet", "pool"),
+    ("ave_wide_channels_pad", "pool"), ("conv_one_channel", "conv"),
+    ("conv_one_channel_pad_stride", "conv"), ("conv_one_channel_no_bias", "conv"),
+])
+def test_golden_takes_chosen_kernel(name, kind):
+    path = next(p for p in fixtures("net", ("vision",)) if p.stem == name)
+    with spy() as calls:
+        run(load(path))
+    assert calls[kind] == 1
+
+
+POOLS = [((4, 20, 24, 24), (2, 2), (2, 2), (0, 0), False),
+         ((3, 32, 17, 17), (3, 3), (2, 2), (1, 1), True),
+         ((2, 9, 9, 11), (3, 2), (2, 1), (1, 0), True),
+         ((2, 8, 8, 8), (8, 8), (1, 1), (0, 0), False)]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("is_max", [True, False])
+@pytest.mark.parametrize("shape,k,s,p,ceil", POOLS)
+def test_pool_bit_identical(shape, k, s, p, ceil, is_max, dtype):
+    g = torch.Generator().manual_seed(3)
+    x = torch.randint(0, 3, shape, generator=g).to(dtype)  # many ties
+    x[0, 1, 0, 0] = float("nan")
+    x[1, 2, 3, 3] = float("-inf")
+    outs = []
+    for on in (True, False):
+        xi = x.clone().requires_grad_()
+        with kernels(on), spy() as calls:
+            y = K.pool2d(xi, is_max, k, s, p, ceil)
+        assert calls["pool"] == int(on)
+        gy = torch.arange(y.numel(), dtype=dtype).reshape(y.shape)
+        outs.append((y.detach(), torch.autograd.grad(y, xi, gy)[0]))
+    for a, b in zip(*outs):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, equal_nan=True)
+
+
+def test_pool_no_grad_and_few_channels():
+    x = torch.randn(2, 8, 8, 8)
+    with spy() as calls, torch.no_grad():
+        y = K.pool2d(x, True, (2, 2), (2, 2), (0, 0), False)
+    assert calls["pool"] == 1 and y.is_contiguous() and torch.equal(y, F.max_pool2d(x, 2, 2))
+    with spy() as calls:
+        K.pool2d(torch.randn(2, 7, 8, 8), True, (2, 2), (2, 2), (0, 0), False)
+        K.pool2d(torch.randn(2, 8, 8, 8, dtype=torch.float16), True, (2, 2), (2, 2), (0, 0), False)
+        K.pool2d(torch.randn(2, 8, 8, 8, device="meta"), True, (2, 2), (2, 2), (0, 0), False)
+        K.pool2d(torch.randn(2, 8, 6, 8).transpose(2, 3), True, (2, 2), (2, 2), (0, 0), False)
+    assert calls["pool"] == 0
+
+
+CONVS = [((3, 1, 9, 9), 4, (5, 5), (1, 1), (0, 0)),
+         ((2, 1, 8, 7), 3, (3, 2), (2, 1), (1, 2))]
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("shape,o,k,s,p", CONVS)
+def test_conv_one_channel_gradcheck(shape, o, k, s, p, bias):
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(*shape, dtype=torch.float64, generator=g, requires_grad=True)
+    w = torch.randn(o, 1, *k, dtype=torch.float64, generator=g, requires_grad=True)
+    b = torch.randn(o, dtype=torch.float64, generator=g, requires_grad=True) if bias else None
+    with spy() as calls:
+        torch.autograd.gradcheck(lambda x, w, *b: K.conv2d(x, w, b[0] if b else None, s, p, (1, 1), 1),
+                                 (x, w, *([b] if bias else [])))
+        torch.autograd.gradcheck(lambda w: K.conv2d(x.detach(), w, None, s, p, (1, 1), 1), (w,))
+    assert calls["conv"] > 0
+
+
+@pytest.mark.parametrize("shape,o,k,s,p", CONVS)
+def test_conv_one_channel_matches_torch_float32(shape, o, k, s, p):
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(*shape, generator=g, requires_grad=True)
+    w = torch.randn(o, 1, *k, generator=g, requires_grad=True)
+    b = torch.randn(o, generator=g, requires_grad=True)
+    y1 = K.conv2d(x, w, b, s, p, (1, 1), 1)
+    y2 = F.conv2d(x, w, b, s, p)
+    gy = torch.randn(y1.shape, generator=g)
+    torch.testing.assert_close(y1, y2, rtol=0, atol=0)
+    for a, c in zip(torch.autograd.grad(y1, (x, w, b), gy), torch.autograd.grad(y2, (x, w, b), gy)):
+        torch.testing.assert_close(a, c, rtol=1e-5, atol=1e-5)
+
+
+def test_conv_falls_back_where_not_chosen():
+    x = torch.randn(2, 1, 8, 8)
+    w = torch.randn(3, 1, 3, 3, requires_grad=True)
+    with spy() as calls:
+        K.conv2d(x, w.detach(), None, (1, 1), (0, 0), (1, 1), 1)  # no weight gradient wanted
+        K.conv2d(x, w, None, (1, 1), (0, 0), (2, 2), 1)  # dilation
+        K.conv2d(torch.randn(2, 2, 8, 8), torch.randn(3, 2, 3, 3, requires_grad=True), None,
+                 (1, 1), (0, 0), (1, 1), 1)  # two channels
+        with torch.no_grad():
+            K.conv2d(x, w, None, (1, 1), (0, 0), (1, 1), 1)
+        with kernels(False):
+            K.conv2d(x, w, None, (1, 1), (0, 0), (1, 1), 1)
+    assert calls["conv"] == 0
+
+
+def test_compiled_and_exported_graphs_use_torch_ops():
+    """Under torch.export (dynamo) the layers call torch's own ops."""
+    x = torch.randn(2, 8, 8, 8)
+
+    class M(torch.nn.Module):
+        def forward(self, x):
+            return K.pool2d(x, True, (2, 2), (2, 2), (0, 0), False)
+
+    with spy() as calls:
+        ep = torch.export.export(M(), (x,))
+    assert calls["pool"] == 0
+    assert torch.equal(ep.module()(x), F.max_pool2d(x, 2, 2))
+
+
+def _lenet(path: Path, batch: int) -> "caffe.Net":
+    """examples/nets' LeNet with its Data layers replaced by an Input layer."""
+    src = read_text(str(ROOT / "examples" / "nets" / "lenet_train_test.prototxt"), caffe_pb2.NetParameter())
+    net = caffe_pb2.NetParameter(name=src.name)
+    inp = net.layer.add(name="input", type="Input", top=["data", "label"])
+    inp.input_param.shape.add(dim=[batch, 1, 28, 28])
+    inp.input_param.shape.add(dim=[batch])
+    net.layer.extend(layer for layer in src.layer if layer.type != "Data")
+    path.write_text(text_format.MessageToString(net))
+    return caffe.Net(str(path), caffe.TRAIN)
+
+
+def test_lenet_same_with_choices_on_and_off(tmp_path):
+    rng = np.random.RandomState(0)
+    x, label = rng.rand(8, 1, 28, 28).astype(np.float32), rng.randint(0, 10, 8).astype(np.float32)
+    results = []
+    for on in (True, False):
+        caffe.set_random_seed(3)
+        net = _lenet(tmp_path / "lenet.prototxt", 8)
+        net.blobs["data"].data[...] = x
+        net.blobs["label"].data[...] = label
+        with kernels(on), spy() as calls:
+            net.forward()
+            net.backward()
+        assert (calls["pool"], calls["conv"]) == ((2, 1) if on else (0, 0))
+        got = {f"{k}.data": v.data.copy() for k, v in net.blobs.items()}
+        got.update((f"{k}.{i}", p.diff.copy()) for k, ps in net.params.items() for i, p in enumerate(ps))
+        results.append(got)
+    for key in results[0]:
+        np.testing.assert_allclose(results[0][key], results[1][key], rtol=1e-5, atol=1e-6, err_msg=key)

@@ -6,14 +6,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Sequence
 
 import torch
+from google.protobuf import text_format
 
 from caffe_compat.layers.base import Layer, LayerContext
 from caffe_compat.layers.registry import get_layer_class
 from caffe_compat.proto import caffe_pb2
-from caffe_compat.proto.files import parse_text
+from caffe_compat.proto.files import parse_text, read_text
 
 
 def build_layer(text: str, bottom_shapes: Sequence[Sequence[int]], phase: int = caffe_pb2.TRAIN,
@@ -75,3 +77,16 @@ def gradcheck_layer(layer: Layer, bottoms: Sequence[torch.Tensor], check: Sequen
 
     args = [xs[i] for i in check] + ps
     return torch.autograd.gradcheck(fn, args, eps=eps, atol=atol, rtol=rtol, nondet_tol=nondet_tol)
+
+
+def with_input_layer(src: str | Path, dst: str | Path, data_shape: Sequence[int]) -> Path:
+    """``src`` (a train/test prototxt) with its Data layers replaced by one Input layer giving
+    ``data`` of ``data_shape`` and ``label`` of ``data_shape[:1]``; written to ``dst``."""
+    net = read_text(str(src), caffe_pb2.NetParameter())
+    out = caffe_pb2.NetParameter(name=net.name)
+    inp = out.layer.add(name="input", type="Input", top=["data", "label"])
+    inp.input_param.shape.add(dim=list(data_shape))
+    inp.input_param.shape.add(dim=list(data_shape[:1]))
+    out.layer.extend(layer for layer in net.layer if layer.type != "Data")
+    Path(dst).write_text(text_format.MessageToString(out))
+    return Path(dst)

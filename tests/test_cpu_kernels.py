@@ -20,14 +20,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from google.protobuf import text_format
-
 import caffe_compat as caffe
 from caffe_compat.layers.vision import _cpu_kernels as K
-from caffe_compat.proto import caffe_pb2
-from caffe_compat.proto.files import read_text
 
 from golden_harness import fixtures, load, run
+from layer_util import with_input_layer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -180,25 +177,14 @@ def test_compiled_and_exported_graphs_use_torch_ops():
     assert torch.equal(ep.module()(x), F.max_pool2d(x, 2, 2))
 
 
-def _lenet(path: Path, batch: int) -> "caffe.Net":
-    """examples/nets' LeNet with its Data layers replaced by an Input layer."""
-    src = read_text(str(ROOT / "examples" / "nets" / "lenet_train_test.prototxt"), caffe_pb2.NetParameter())
-    net = caffe_pb2.NetParameter(name=src.name)
-    inp = net.layer.add(name="input", type="Input", top=["data", "label"])
-    inp.input_param.shape.add(dim=[batch, 1, 28, 28])
-    inp.input_param.shape.add(dim=[batch])
-    net.layer.extend(layer for layer in src.layer if layer.type != "Data")
-    path.write_text(text_format.MessageToString(net))
-    return caffe.Net(str(path), caffe.TRAIN)
-
-
 def test_lenet_same_with_choices_on_and_off(tmp_path):
     rng = np.random.RandomState(0)
     x, label = rng.rand(8, 1, 28, 28).astype(np.float32), rng.randint(0, 10, 8).astype(np.float32)
     results = []
     for on in (True, False):
         caffe.set_random_seed(3)
-        net = _lenet(tmp_path / "lenet.prototxt", 8)
+        net = caffe.Net(str(with_input_layer(ROOT / "examples" / "nets" / "lenet_train_test.prototxt",
+                                             tmp_path / "lenet.prototxt", (8, 1, 28, 28))), caffe.TRAIN)
         net.blobs["data"].data[...] = x
         net.blobs["label"].data[...] = label
         with kernels(on), spy() as calls:

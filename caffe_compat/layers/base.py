@@ -13,6 +13,10 @@ A layer subclass
 Top shapes (what Caffe's ``Reshape`` computes) come for free: by default the
 net runs ``forward`` on meta tensors. Layers whose output shape depends on the
 data, or that cannot run on meta tensors, override :meth:`Layer.top_shapes`.
+The common layers also give :meth:`Layer.quick_top_shapes` — the shapes from a
+formula, after the same checks forward makes — because the first operation on
+a meta tensor in a process costs about 1.5 s (torch imports its decomposition
+and dynamo machinery); a net made only of such layers never pays it.
 """
 
 from __future__ import annotations
@@ -208,13 +212,37 @@ class Layer(nn.Module):
         return out
 
     # ----------------------------------------------------------------- shape
+    #: Element-wise layers: one top, shaped like bottom 0 (and every bottom alike).
+    same_shape_top: ClassVar[bool] = False
+
+    def quick_top_shapes(self, bottom_shapes: Sequence[Shape]) -> list[Shape] | None:
+        """Top shapes without running forward, or None to run it on meta tensors.
+
+        An override runs the checks forward runs (``meta_bottoms`` gives shape-only
+        tensors to run them on: creating those costs nothing) and returns None
+        wherever it does not know the answer, so the meta forward decides.
+        """
+        if self.same_shape_top and all(tuple(s) == tuple(bottom_shapes[0]) for s in bottom_shapes):
+            return [tuple(bottom_shapes[0])]
+        return None
+
+    @staticmethod
+    def meta_bottoms(bottom_shapes: Sequence[Shape]) -> list[torch.Tensor]:
+        return [torch.empty(s, dtype=torch.float32, device="meta") for s in bottom_shapes]
+
     def top_shapes(self, bottom_shapes: Sequence[Shape]) -> list[Shape]:
         """Shapes of the tops for bottoms of ``bottom_shapes`` (Caffe's Reshape).
 
-        The default runs :meth:`forward` on meta tensors, so it cannot disagree
-        with what forward really produces.
+        :meth:`quick_top_shapes` where a layer gives it; else :meth:`forward`
+        runs on meta tensors, so it cannot disagree with what forward really
+        produces.
         """
-        metas = [torch.empty(s, dtype=torch.float32, device="meta") for s in bottom_shapes]
+        quick = self.quick_top_shapes(bottom_shapes)
+        return quick if quick is not None else self.meta_top_shapes(bottom_shapes)
+
+    def meta_top_shapes(self, bottom_shapes: Sequence[Shape]) -> list[Shape]:
+        """Top shapes from :meth:`forward` run on meta tensors."""
+        metas = self.meta_bottoms(bottom_shapes)
         saved = self.params
         self.params = [torch.empty_like(p, device="meta") for p in saved]
         try:

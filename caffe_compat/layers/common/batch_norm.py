@@ -80,6 +80,10 @@ class BatchNorm(Layer):
                              ("weight_sum", (1,))):
             self.add_param(shape_, None, learnable=False, attr=name)
 
+    def quick_top_shapes(self, bottom_shapes: Sequence[Shape]) -> list[Shape] | None:
+        s = tuple(bottom_shapes[0])
+        return [s] if len(s) >= 2 and s[1] == self.channels else None
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         if x.dim() < 2 or x.shape[1] != self.channels:
             raise self.error(f"bottom {list(x.shape)} must have {self.channels} channels on axis 1",

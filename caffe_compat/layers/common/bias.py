@@ -38,15 +38,21 @@ def param_shape(layer: Layer, x_shape: Shape, axis: int, num_axes: int) -> Shape
     return tuple(x_shape[start:] if num_axes == -1 else x_shape[start:start + num_axes])
 
 
-def broadcast_view(layer: Layer, x: torch.Tensor, b: torch.Tensor, axis: int, what: str) -> torch.Tensor:
-    """``b`` reshaped to broadcast against ``x`` from ``axis`` (0 for a 0-axis b)."""
-    start = 0 if b.dim() == 0 else canonical_axis(axis, x.dim(), layer.where)
-    if x.dim() < start + b.dim() or tuple(x.shape[start:start + b.dim()]) != tuple(b.shape):
+def check_broadcast(layer: Layer, x: Sequence[int], b: Sequence[int], axis: int, what: str) -> int:
+    """The axis of ``x`` (a shape) where a blob of shape ``b`` lines up; raises if it does not."""
+    start = 0 if len(b) == 0 else canonical_axis(axis, len(x), layer.where)
+    if len(x) < start + len(b) or tuple(x[start:start + len(b)]) != tuple(b):
         raise layer.error(
-            f"{what} shape {list(b.shape)} does not match bottom[0] {list(x.shape)} from axis "
-            f"{start} (need bottom[0].shape[{start}:{start + b.dim()}] == {list(b.shape)})",
+            f"{what} shape {list(b)} does not match bottom[0] {list(x)} from axis "
+            f"{start} (need bottom[0].shape[{start}:{start + len(b)}] == {list(b)})",
             ShapeError,
         )
+    return start
+
+
+def broadcast_view(layer: Layer, x: torch.Tensor, b: torch.Tensor, axis: int, what: str) -> torch.Tensor:
+    """``b`` reshaped to broadcast against ``x`` from ``axis`` (0 for a 0-axis b)."""
+    start = check_broadcast(layer, x.shape, b.shape, axis, what)
     return b.reshape((1,) * start + tuple(b.shape) + (1,) * (x.dim() - start - b.dim()))
 
 
@@ -64,6 +70,11 @@ class Bias(Layer):
         if len(bottom_shapes) == 1:
             shape = param_shape(self, bottom_shapes[0], p.axis, p.num_axes)
             self.add_param(shape, p.filler, attr="bias")
+
+    def quick_top_shapes(self, bottom_shapes: Sequence[Shape]) -> list[Shape]:
+        b = bottom_shapes[1] if len(bottom_shapes) > 1 else self.params[0].shape
+        check_broadcast(self, bottom_shapes[0], b, self.axis, "bias")
+        return [tuple(bottom_shapes[0])]
 
     def forward(self, x: torch.Tensor, *rest: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         b = rest[0] if rest else self.params[0]

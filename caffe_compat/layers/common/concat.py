@@ -40,17 +40,31 @@ class Concat(Layer):
         else:
             self.axis = canonical_axis(p.axis, ndim, self.where)
 
-    def forward(self, *xs: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        first = xs[0]
-        for i, x in enumerate(xs[1:], 1):
-            if x.dim() != first.dim():
+    def _check(self, shapes: Sequence[Sequence[int]]) -> None:
+        first = shapes[0]
+        for i, x in enumerate(shapes[1:], 1):
+            if len(x) != len(first):
                 raise self.error(f"all inputs must have the same number of axes: bottom[0] "
-                                 f"{list(first.shape)}, bottom[{i}] {list(x.shape)}", ShapeError)
-            for j in range(first.dim()):
-                if j != self.axis and x.shape[j] != first.shape[j]:
+                                 f"{list(first)}, bottom[{i}] {list(x)}", ShapeError)
+            for j in range(len(first)):
+                if j != self.axis and x[j] != first[j]:
                     raise self.error(
                         f"all inputs must have the same shape, except at concat axis {self.axis}: "
-                        f"bottom[0] {list(first.shape)}, bottom[{i}] {list(x.shape)}", ShapeError)
+                        f"bottom[0] {list(first)}, bottom[{i}] {list(x)}", ShapeError)
+
+    def quick_top_shapes(self, bottom_shapes: Sequence[Shape]) -> list[Shape] | None:
+        self._check(bottom_shapes)
+        first = tuple(bottom_shapes[0])
+        if len(bottom_shapes) == 1:
+            return [first]
+        if not 0 <= self.axis < len(first):
+            return None  # torch.cat raises
+        total = sum(s[self.axis] for s in bottom_shapes)
+        return [first[: self.axis] + (total,) + first[self.axis + 1:]]
+
+    def forward(self, *xs: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        first = xs[0]
+        self._check([x.shape for x in xs])
         if len(xs) == 1:
             return first
         return torch.cat(xs, dim=self.axis)

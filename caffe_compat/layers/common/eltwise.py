@@ -51,6 +51,7 @@ class _UnstableProd(torch.autograd.Function):
 
 @register_layer("Eltwise")
 class Eltwise(Layer):
+    same_shape_top = True  # for bottoms of one shape; forward raises for others
     min_bottom = 2
     exact_num_top = 1
 

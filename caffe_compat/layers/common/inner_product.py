@@ -44,8 +44,7 @@ class InnerProduct(Layer):
         if self.bias_term:
             self.add_param((self.num_output,), p.bias_filler, attr="bias")
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        shape = x.shape
+    def _check(self, shape: Sequence[int]) -> int:
         k = math.prod(shape[self.axis:])
         if k != self.k:
             raise self.error(
@@ -53,6 +52,15 @@ class InnerProduct(Layer):
                 f"{list(shape)} gives {k} inputs from axis {self.axis}, the weights expect {self.k}",
                 ShapeError,
             )
+        return k
+
+    def quick_top_shapes(self, bottom_shapes: Sequence[Shape]) -> list[Shape]:
+        self._check(bottom_shapes[0])
+        return [tuple(bottom_shapes[0][: self.axis]) + (self.num_output,)]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        shape = x.shape
+        k = self._check(shape)
         w = self.params[0]
         if self.transpose:
             w = w.t()

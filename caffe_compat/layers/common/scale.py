@@ -20,7 +20,7 @@ import torch
 from ...proto import caffe_pb2
 from ..base import Layer, LayerContext, Shape
 from ..registry import register_layer
-from .bias import broadcast_view, param_shape
+from .bias import broadcast_view, check_broadcast, param_shape
 
 
 @register_layer("Scale")
@@ -44,6 +44,13 @@ class Scale(Layer):
             shape = tuple(bottom_shapes[1])
         if self.bias_term:
             self.add_param(shape, p.bias_filler, attr="bias")
+
+    def quick_top_shapes(self, bottom_shapes: Sequence[Shape]) -> list[Shape]:
+        s = bottom_shapes[1] if len(bottom_shapes) > 1 else self.params[0].shape
+        check_broadcast(self, bottom_shapes[0], s, self.axis, "scale")
+        if self.bias_term:
+            check_broadcast(self, bottom_shapes[0], self.params[-1].shape, self.axis, "bias")
+        return [tuple(bottom_shapes[0])]
 
     def forward(self, x: torch.Tensor, *rest: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         s = rest[0] if rest else self.params[0]

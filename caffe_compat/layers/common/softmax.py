@@ -27,5 +27,8 @@ class Softmax(Layer):
         super().__init__(param, bottom_shapes, ctx)
         self.axis = canonical_axis(param.softmax_param.axis, len(bottom_shapes[0]), self.where)
 
+    def quick_top_shapes(self, bottom_shapes: Sequence[Shape]) -> list[Shape] | None:
+        return [tuple(bottom_shapes[0])] if self.axis < len(bottom_shapes[0]) else None
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         return torch.softmax(x, dim=self.axis)

@@ -9,9 +9,11 @@ Differences from Caffe: none known.
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 
-from ..base import Layer
+from ..base import Layer, Shape
 from ..registry import register_layer
 
 
@@ -19,6 +21,9 @@ from ..registry import register_layer
 class Split(Layer):
     exact_num_bottom = 1
     min_top = 1
+
+    def quick_top_shapes(self, bottom_shapes: Sequence[Shape]) -> list[Shape]:
+        return [tuple(bottom_shapes[0])] * len(self.layer_param.top)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:  # type: ignore[override]
         return tuple(x.view_as(x) for _ in self.layer_param.top)

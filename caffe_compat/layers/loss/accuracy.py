@@ -46,10 +46,18 @@ class Accuracy(Layer):
             raise self.error(f"top_k ({self.top_k}) must be at most the number of classes "
                              f"({c}, axis {self.axis} of bottom 0 {list(bottom_shapes[0])})")
 
-    def forward(self, x: torch.Tensor, label: torch.Tensor):  # type: ignore[override]
+    def _check(self, x: torch.Tensor, label: torch.Tensor) -> tuple[int, int, int]:
         outer, c, inner = split_axis(x.shape, self.axis)
         check_count(self, "label (bottom 1)", label, outer * inner,
                     f"one per prediction: axis {self.axis} of prediction shape {list(x.shape)}")
+        return outer, c, inner
+
+    def quick_top_shapes(self, bottom_shapes: Sequence[Shape]) -> list[Shape]:
+        c = self._check(*self.meta_bottoms(bottom_shapes))[1]
+        return [()] + ([(c,)] if self.per_class else [])
+
+    def forward(self, x: torch.Tensor, label: torch.Tensor):  # type: ignore[override]
+        outer, c, inner = self._check(x, label)
         with torch.no_grad():
             scores = x.detach().reshape(outer, c, inner)
             idx, valid = class_labels(self, label.detach().reshape(outer, inner), c,

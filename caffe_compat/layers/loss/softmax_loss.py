@@ -55,12 +55,20 @@ class SoftmaxWithLoss(LossLayer):
         self.mode = normalization_mode(param)
         self.with_prob = len(param.top) == 2
 
-    def forward(self, x: torch.Tensor, label: torch.Tensor):  # type: ignore[override]
+    def _check(self, x: torch.Tensor, label: torch.Tensor) -> tuple[int, int, int]:
         self.check_batch(x, label)
         outer, c, inner = split_axis(x.shape, self.axis)
         check_count(self, "label (bottom 1)", label, outer * inner,
                     f"one per prediction: softmax axis {self.axis} of prediction shape "
                     f"{list(x.shape)}")
+        return outer, c, inner
+
+    def quick_top_shapes(self, bottom_shapes: Sequence[Shape]) -> list[Shape]:
+        self._check(*self.meta_bottoms(bottom_shapes))
+        return [()] + ([tuple(bottom_shapes[0])] if self.with_prob else [])
+
+    def forward(self, x: torch.Tensor, label: torch.Tensor):  # type: ignore[override]
+        outer, c, inner = self._check(x, label)
         logp = torch.log_softmax(x.reshape(outer, c, inner), dim=1)
         idx, valid = class_labels(self, label.reshape(outer, inner), c, self.ignore_label)
         nll = -logp.gather(1, idx.unsqueeze(1)).squeeze(1)

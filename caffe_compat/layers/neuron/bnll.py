@@ -35,6 +35,7 @@ def _bnll(x: torch.Tensor) -> torch.Tensor:
 class BNLL(Layer):
     exact_num_bottom = 1
     exact_num_top = 1
+    same_shape_top = True
 
     def __init__(self, param: caffe_pb2.LayerParameter, bottom_shapes: Sequence[Shape],
                  ctx: LayerContext) -> None:

@@ -27,6 +27,7 @@ from ._caffe_grad import inplace_of, with_backward
 class Clip(Layer):
     exact_num_bottom = 1
     exact_num_top = 1
+    same_shape_top = True
 
     def __init__(self, param: caffe_pb2.LayerParameter, bottom_shapes: Sequence[Shape],
                  ctx: LayerContext) -> None:

@@ -28,6 +28,7 @@ from ..registry import register_layer
 class Dropout(Layer):
     exact_num_bottom = 1
     exact_num_top = 1
+    same_shape_top = True
 
     def __init__(self, param: caffe_pb2.LayerParameter, bottom_shapes: Sequence[Shape],
                  ctx: LayerContext) -> None:

@@ -40,6 +40,10 @@ class PReLU(Layer):
             type="constant", value=0.25)
         self.add_param(() if self.channel_shared else (self.channels,), filler, attr="slope")
 
+    def quick_top_shapes(self, bottom_shapes: Sequence[Shape]) -> list[Shape] | None:
+        s = tuple(bottom_shapes[0])
+        return [s] if self.channel_shared or (len(s) >= 2 and s[1] == self.channels) else None
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         a = self.params[0]
         if not self.channel_shared:

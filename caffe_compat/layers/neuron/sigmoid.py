@@ -18,6 +18,7 @@ from ..registry import register_layer
 class Sigmoid(Layer):
     exact_num_bottom = 1
     exact_num_top = 1
+    same_shape_top = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         return torch.sigmoid(x)

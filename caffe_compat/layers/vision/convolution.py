@@ -106,6 +106,15 @@ class _ConvBase(Layer):
         self._plans[shape] = widths
         return widths
 
+    def quick_top_shapes(self, bottom_shapes: Sequence[Shape]) -> list[Shape] | None:
+        shape = torch.Size(bottom_shapes[0])
+        if any(tuple(s) != tuple(shape) for s in bottom_shapes[1:]):
+            return None  # forward raises
+        self._plan(shape)
+        g, sizes = self.geom, shape[self.axis + 1:]
+        outs = [g.deconv_out(i, n) if self.transposed else g.conv_out(i, n) for i, n in enumerate(sizes)]
+        return [(*shape[: self.axis], self.num_output, *outs)] * len(bottom_shapes)
+
     def forward(self, *bottoms: torch.Tensor) -> tuple[torch.Tensor, ...]:  # type: ignore[override]
         w = self.params[0]
         if self._sum_dims:

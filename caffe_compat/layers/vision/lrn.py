@@ -51,6 +51,9 @@ class LRN(Layer):
         if self.region not in (_ACROSS, _WITHIN):
             raise self.error(f"unknown norm_region {self.region}")
 
+    def quick_top_shapes(self, bottom_shapes: Sequence[Shape]) -> list[Shape] | None:
+        return [tuple(bottom_shapes[0])] if len(bottom_shapes[0]) == 4 else None
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         if x.dim() != 4:
             raise self.error(f"input must have 4 axes (num, channels, height, width), got "

@@ -127,17 +127,28 @@ class Pooling(Layer):
                                  f"{_P.RoundMode.Name(p.round_mode)}")
             self.ceil = p.ceil_mode
 
-    def forward(self, x: torch.Tensor):  # type: ignore[override]
-        if x.dim() != 4:
+    def _geometry(self, shape: Sequence[int]) -> tuple[Pair, Pair, Pair, Pair]:
+        """(kernel, stride, pad, output size) for a bottom of ``shape``, with Caffe's checks."""
+        if len(shape) != 4:
             raise self.error(f"input must have 4 axes (num, channels, height, width), got "
-                             f"{list(x.shape)}", ShapeError)
-        size: Pair = (x.shape[2], x.shape[3])
+                             f"{list(shape)}", ShapeError)
+        size: Pair = (shape[2], shape[3])
         k, s, p = (size, (1, 1), (0, 0)) if self.global_pooling else (self.kernel, self.stride, self.pad)
         out = (pooled_size(size[0], k[0], s[0], p[0], self.ceil),
                pooled_size(size[1], k[1], s[1], p[1], self.ceil))
         if min(out) <= 0:
             raise self.error(f"kernel {list(k)} with pad {list(p)} and stride {list(s)} gives an empty "
-                             f"output {list(out)} for bottom {list(x.shape)}", ShapeError)
+                             f"output {list(out)} for bottom {list(shape)}", ShapeError)
+        return k, s, p, out
+
+    def quick_top_shapes(self, bottom_shapes: Sequence[Shape]) -> list[Shape]:
+        n, c = bottom_shapes[0][:2] if len(bottom_shapes[0]) == 4 else (0, 0)
+        out = self._geometry(bottom_shapes[0])[3]
+        return [(n, c, *out)] * (2 if self.want_mask else 1)
+
+    def forward(self, x: torch.Tensor):  # type: ignore[override]
+        k, s, p, out = self._geometry(x.shape)
+        size: Pair = (x.shape[2], x.shape[3])
         native = all(_torch_size(size[i], k[i], s[i], p[i], self.ceil) == out[i] and 2 * p[i] <= k[i]
                      for i in range(2))
         if self.method == _P.MAX:

@@ -17,8 +17,10 @@ PIP := $(PY) -m pip
 TORCH_SPEC ?= torch==2.13.0
 JOBS ?= 2
 STAMP := $(VENV)/.installed
+# The CUDA machine's Python version, for make gpu-wheels.
+GPU_PY ?= 3.12
 
-.PHONY: install models demo test test-long test-cuda bench proto layers-md lint typecheck golden caffe-ref clean
+.PHONY: install models demo test test-long test-cuda gpu-check gpu-wheels bench proto layers-md lint typecheck golden caffe-ref clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -45,6 +47,16 @@ test-long: install models
 
 test-cuda: install
 	$(PY) -m pytest -m cuda tests
+
+# On a GPU machine with a CUDA torch and no network: CUDA tests + GPU benchmarks in one run.
+# `make gpu-wheels` (here, with network) first fetches the wheels such a machine may lack.
+gpu-check:
+	tools/gpu_check.sh
+
+gpu-wheels:
+	python3 -m pip download --no-deps --only-binary=:all: --python-version $(GPU_PY) --implementation cp \
+		--platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+		-d .whl lmdb pydot
 
 bench: install
 	$(PY) bench/run_all.py

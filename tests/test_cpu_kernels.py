@@ -83,10 +83,13 @@ POOLS = [((4, 20, 24, 24), (2, 2), (2, 2), (0, 0), False),
          ((2, 8, 8, 8), (8, 8), (1, 1), (0, 0), False)]
 
 
+@pytest.mark.parametrize("chunk", [None, 3000, 100000])  # default, 1 image or a few per chunk
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("is_max", [True, False])
 @pytest.mark.parametrize("shape,k,s,p,ceil", POOLS)
-def test_pool_bit_identical(shape, k, s, p, ceil, is_max, dtype):
+def test_pool_bit_identical(shape, k, s, p, ceil, is_max, dtype, chunk, monkeypatch):
+    if chunk is not None:
+        monkeypatch.setattr(K, "_CHUNK_BYTES", chunk)
     g = torch.Generator().manual_seed(3)
     x = torch.randint(0, 3, shape, generator=g).to(dtype)  # many ties
     x[0, 1, 0, 0] = float("nan")

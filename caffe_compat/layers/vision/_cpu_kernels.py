@@ -9,12 +9,13 @@ figures in README):
   runs the NCHW kernel on the indices the forward returned. Both kernels visit
   a window in the same order with the same tie rule, so values and gradients
   are bit-identical to torch's (and the first maximum wins, as in Caffe).
-  MAX 1.3–1.7× faster, AVE 1.2×; with fewer channels the layout conversions
-  can cost more than they save.
+  The input is converted a few images at a time, so the copies stay small and
+  in cache. MAX 1.4–2.4× faster, AVE 1.2–1.5×; with fewer channels the layout
+  conversions can cost more than they save.
 * **The weight gradient of a one-channel 2-D convolution** (the first layer of
   every grey-scale net such as LeNet). oneDNN's direct backward-weights kernel
   is several times slower there than im2col + GEMM — Caffe's own algorithm —
-  which torch keeps as ``_slow_conv2d_backward``: forward + backward 2.0–3.3×
+  which torch keeps as ``_slow_conv2d_backward``: forward + backward 2–3.5×
   faster. The forward and the input gradient stay oneDNN's.
 
 Each path is taken only for a plain CPU tensor of float32/float64 outside
@@ -35,6 +36,7 @@ _aten = torch.ops.aten
 _FLOATS = (torch.float32, torch.float64)
 _CL = torch.channels_last
 _MIN_POOL_CHANNELS = 8  # below this the layout conversions cost more than they save
+_CHUNK_BYTES = 1 << 21  # pooling input converted per chunk
 _on = True
 
 
@@ -61,16 +63,34 @@ class _PoolChannelsLast(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, is_max: bool, k: list[int], s: list[int], p: list[int],
                 ceil: bool) -> torch.Tensor:
-        xc = x.contiguous(memory_format=_CL)
+        # A few images at a time: the channels-last copies stay small (no memory
+        # peak beyond torch's own kernel) and warm in cache.
+        n = x.shape[0]
+        step = max(1, _CHUNK_BYTES // max(1, x[:1].numel() * x.element_size()))
+        y = idx = None
+        for i in range(0, n, step):
+            xc = x[i:i + step].contiguous(memory_format=_CL)
+            if is_max:
+                yc, ic = _aten.max_pool2d_with_indices(xc, k, s, p, [1, 1], ceil)
+            else:
+                yc, ic = _aten.avg_pool2d(xc, k, s, p, ceil, True, None), None
+            del xc
+            if step >= n:  # one chunk
+                y, idx = yc.contiguous(), None if ic is None else ic.contiguous()
+                break
+            if y is None:
+                y = x.new_empty((n, *yc.shape[1:]))
+                idx = None if ic is None else ic.new_empty((n, *ic.shape[1:]))
+            y[i:i + step] = yc
+            if ic is not None:
+                idx[i:i + step] = ic  # type: ignore[index]
         if is_max:
-            y, idx = _aten.max_pool2d_with_indices(xc, k, s, p, [1, 1], ceil)
-            idx = idx.contiguous()
             ctx.save_for_backward(x, idx)
         else:
-            y = _aten.avg_pool2d(xc, k, s, p, ceil, True, None)
             ctx.save_for_backward(x)
         ctx.args = (is_max, k, s, p, ceil)
-        return y.contiguous()
+        assert y is not None
+        return y
 
     @staticmethod
     def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor | None, ...]:

@@ -50,10 +50,24 @@ def check_broadcast(layer: Layer, x: Sequence[int], b: Sequence[int], axis: int,
     return start
 
 
+_VIEWS = "_broadcast_views"  # per layer: (x shape, b shape, what) -> b's broadcast shape
+
+
 def broadcast_view(layer: Layer, x: torch.Tensor, b: torch.Tensor, axis: int, what: str) -> torch.Tensor:
-    """``b`` reshaped to broadcast against ``x`` from ``axis`` (0 for a 0-axis b)."""
-    start = check_broadcast(layer, x.shape, b.shape, axis, what)
-    return b.reshape((1,) * start + tuple(b.shape) + (1,) * (x.dim() - start - b.dim()))
+    """``b`` reshaped to broadcast against ``x`` from ``axis`` (0 for a 0-axis b).
+
+    The checked shape is kept per layer and input shape: this runs once per layer
+    per pass, and the check is most of its cost.
+    """
+    views: dict[tuple[torch.Size, torch.Size, str], tuple[int, ...]] | None = layer.__dict__.get(_VIEWS)
+    if views is None:
+        views = layer.__dict__[_VIEWS] = {}
+    key = (x.shape, b.shape, what)
+    shape = views.get(key)
+    if shape is None:
+        start = check_broadcast(layer, x.shape, b.shape, axis, what)
+        shape = views[key] = (1,) * start + tuple(b.shape) + (1,) * (x.dim() - start - b.dim())
+    return b.reshape(shape)
 
 
 @register_layer("Bias")

@@ -83,29 +83,38 @@ def check_count(layer: "Layer", what: str, got: torch.Tensor, expected: int,
 
 
 def class_labels(layer: "Layer", label: torch.Tensor, num_classes: int,
-                 ignore_label: int | None) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Class indices (long, ignored positions set to 0) and the valid mask.
+                 ignore_label: int | None, zero_ignored: bool = True
+                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Class indices (long; ignored positions set to 0, or left at ``ignore_label``
+    with ``zero_ignored=False``) and the valid mask.
 
     Caffe casts each label with ``static_cast<int>`` (truncation) and compares
     that with ``ignore_label``; it never checks the range in release builds and
     reads whatever memory the label points at. We raise instead, for labels
     that are not integers and for classes outside [0, num_classes).
     """
-    trunc = label.detach().trunc()
-    valid = None if ignore_label is None else trunc != ignore_label
+    label = label.detach()
+    trunc = valid = None
+    if ignore_label is not None:
+        trunc = label.trunc()
+        valid = trunc != ignore_label
     if not label.is_meta:
-        bad = (trunc != label.detach()) | (trunc < 0) | (trunc >= num_classes)
-        if valid is not None:
-            bad &= valid
+        if trunc is None or valid is None:
+            # One test for all three faults (a label clamped into range and truncated
+            # changes unless it is an integer in range; NaN never equals itself): the
+            # fewest kernels on the path every classifier takes.
+            bad = label != label.clamp(0, num_classes - 1).trunc()
+        else:
+            bad = ((trunc != label) | (trunc < 0) | (trunc >= num_classes)) & valid
         if bool(bad.any()):
-            first = float(label.detach()[bad].flatten()[0])
+            first = float(label[bad].flatten()[0])
             kind = "out of range" if first.is_integer() else "not an integer"
             ignore = f" (ignore_label {ignore_label})" if ignore_label is not None else ""
             raise layer.error(
                 f"label {first:g} is {kind}: labels must be integers in [0, {num_classes}){ignore}",
                 LayerError)
-    idx = trunc.long()
-    if valid is not None:
+    idx = (label if trunc is None else trunc).long()  # a float-to-long cast truncates
+    if valid is not None and zero_ignored:
         idx = torch.where(valid, idx, torch.zeros_like(idx))
     return idx, valid
 

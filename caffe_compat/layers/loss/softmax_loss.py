@@ -30,6 +30,7 @@ import math
 from typing import Sequence
 
 import torch
+import torch.nn.functional as F
 
 from ...proto import caffe_pb2
 from ..base import FLT_MIN, LayerContext, LossLayer, Shape, canonical_axis
@@ -69,15 +70,18 @@ class SoftmaxWithLoss(LossLayer):
 
     def forward(self, x: torch.Tensor, label: torch.Tensor):  # type: ignore[override]
         outer, c, inner = self._check(x, label)
-        logp = torch.log_softmax(x.reshape(outer, c, inner), dim=1)
-        idx, valid = class_labels(self, label.reshape(outer, inner), c, self.ignore_label)
-        nll = -logp.gather(1, idx.unsqueeze(1)).squeeze(1)
+        # (N, C) scores with N labels, the usual case, go as they are (no view ops).
+        shape, lshape = ((outer, c), (outer,)) if inner == 1 else ((outer, c, inner), (outer, inner))
+        logp = torch.log_softmax(x if x.shape == shape else x.reshape(shape), dim=1)
+        idx, valid = class_labels(self, label if label.shape == lshape else label.reshape(lshape), c,
+                                  self.ignore_label, zero_ignored=False)
+        # -logp at each label, one fused kernel each way; exactly 0 (and no
+        # gradient) where the label is ignore_label, as Caffe skips those.
+        ignore = -100 if self.ignore_label is None else self.ignore_label  # labels are >= 0
+        nll = F.nll_loss(logp, idx, reduction="none", ignore_index=ignore)
         # Caffe clamps p at FLT_MIN in the loss only; keep the unclamped gradient.
         nll = clamp_value(nll, max=_NEG_LOG_FLT_MIN)
-        count = None
-        if valid is not None:
-            nll = nll * valid
-            count = valid.sum()
+        count = None if valid is None else valid.sum()
         loss = nll.sum() / normalizer(self.mode, outer, inner, count)
         if self.with_prob:
             return loss, torch.softmax(x.detach(), dim=self.axis)

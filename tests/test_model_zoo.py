@@ -186,9 +186,11 @@ def _timed_load(tmp_path: Path, prototxt: str) -> tuple[float, float, int]:
     data = path.read_bytes()
     read = time.perf_counter() - t0
     del data
-    t0 = time.perf_counter()
-    other.copy_from(str(path))
-    load_s = time.perf_counter() - t0
+    load_s = float("inf")
+    for _ in range(2):  # the faster of two: a guard against gross regressions, not a benchmark
+        t0 = time.perf_counter()
+        other.copy_from(str(path))
+        load_s = min(load_s, time.perf_counter() - t0)
     np.testing.assert_array_equal(other.params["fc6"][0].data, net.params["fc6"][0].data)
     return read, load_s, size
 

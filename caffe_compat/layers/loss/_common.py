@@ -94,18 +94,13 @@ def class_labels(layer: "Layer", label: torch.Tensor, num_classes: int,
     that are not integers and for classes outside [0, num_classes).
     """
     label = label.detach()
-    trunc = valid = None
-    if ignore_label is not None:
-        trunc = label.trunc()
-        valid = trunc != ignore_label
+    valid = None if ignore_label is None else label.trunc() != ignore_label
     if not label.is_meta:
-        if trunc is None or valid is None:
-            # One test for all three faults (a label clamped into range and truncated
-            # changes unless it is an integer in range; NaN never equals itself): the
-            # fewest kernels on the path every classifier takes.
-            bad = label != label.clamp(0, num_classes - 1).trunc()
-        else:
-            bad = ((trunc != label) | (trunc < 0) | (trunc >= num_classes)) & valid
+        # One test for all three faults: a label clamped into range and truncated
+        # changes unless it is an integer in range, and NaN never equals itself.
+        bad = label != label.clamp(0, num_classes - 1).trunc()
+        if valid is not None:
+            bad &= valid
         if bool(bad.any()):
             first = float(label[bad].flatten()[0])
             kind = "out of range" if first.is_integer() else "not an integer"
@@ -113,7 +108,7 @@ def class_labels(layer: "Layer", label: torch.Tensor, num_classes: int,
             raise layer.error(
                 f"label {first:g} is {kind}: labels must be integers in [0, {num_classes}){ignore}",
                 LayerError)
-    idx = (label if trunc is None else trunc).long()  # a float-to-long cast truncates
+    idx = label.long()  # a float-to-long cast truncates, as static_cast<int> does
     if valid is not None and zero_ignored:
         idx = torch.where(valid, idx, torch.zeros_like(idx))
     return idx, valid

@@ -30,7 +30,7 @@ from typing import Any, Sequence
 import torch
 import torch.nn.functional as F
 
-__all__ = ["set_enabled", "enabled", "pool2d", "conv2d"]
+__all__ = ["set_enabled", "pool2d", "conv2d"]
 
 _aten = torch.ops.aten
 _FLOATS = (torch.float32, torch.float64)
@@ -45,10 +45,6 @@ def set_enabled(on: bool) -> bool:
     global _on
     was, _on = _on, bool(on)
     return was
-
-
-def enabled() -> bool:
-    return _on
 
 
 def _plain_cpu(x: Any) -> bool:

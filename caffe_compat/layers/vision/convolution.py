@@ -77,6 +77,11 @@ class _ConvBase(Layer):
         self._fn = deconv_nd if self.transposed else conv_nd
         self._plans: dict[torch.Size, list[int] | None] = {}
 
+    def _out_sizes(self, shape: Sequence[int]) -> list[int]:
+        g = self.geom
+        sizes = shape[self.axis + 1:]
+        return [g.deconv_out(i, n) if self.transposed else g.conv_out(i, n) for i, n in enumerate(sizes)]
+
     def _plan(self, shape: torch.Size) -> list[int] | None:
         """Check a bottom shape as Caffe's Reshape does; the F.pad widths that make torch's
         windows Caffe's when the kernel overhangs the padded input (else None). Cached."""
@@ -89,7 +94,7 @@ class _ConvBase(Layer):
                 f"{self.axis}", ShapeError)
         g = self.geom
         sizes = shape[self.axis + 1:]
-        outs = [g.deconv_out(i, n) if self.transposed else g.conv_out(i, n) for i, n in enumerate(sizes)]
+        outs = self._out_sizes(shape)
         for i, out in enumerate(outs):
             if out <= 0:
                 rule = "s(in-1) + extent - 2p" if self.transposed else "(in + 2p - extent)/s + 1"
@@ -110,10 +115,8 @@ class _ConvBase(Layer):
         shape = torch.Size(bottom_shapes[0])
         if any(tuple(s) != tuple(shape) for s in bottom_shapes[1:]):
             return None  # forward raises
-        self._plan(shape)
-        g, sizes = self.geom, shape[self.axis + 1:]
-        outs = [g.deconv_out(i, n) if self.transposed else g.conv_out(i, n) for i, n in enumerate(sizes)]
-        return [(*shape[: self.axis], self.num_output, *outs)] * len(bottom_shapes)
+        self._plan(shape)  # Caffe's checks
+        return [(*shape[: self.axis], self.num_output, *self._out_sizes(shape))] * len(bottom_shapes)
 
     def forward(self, *bottoms: torch.Tensor) -> tuple[torch.Tensor, ...]:  # type: ignore[override]
         w = self.params[0]

@@ -142,9 +142,8 @@ class Pooling(Layer):
         return k, s, p, out
 
     def quick_top_shapes(self, bottom_shapes: Sequence[Shape]) -> list[Shape]:
-        n, c = bottom_shapes[0][:2] if len(bottom_shapes[0]) == 4 else (0, 0)
-        out = self._geometry(bottom_shapes[0])[3]
-        return [(n, c, *out)] * (2 if self.want_mask else 1)
+        out = self._geometry(bottom_shapes[0])[3]  # raises unless 4 axes
+        return [(*bottom_shapes[0][:2], *out)] * (2 if self.want_mask else 1)
 
     def forward(self, x: torch.Tensor):  # type: ignore[override]
         k, s, p, out = self._geometry(x.shape)

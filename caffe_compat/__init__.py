@@ -47,6 +47,8 @@ from . import io  # noqa: F401  (pycaffe's caffe.io)
 from .net_spec import NetSpec, params, to_proto
 from .classifier import Classifier
 from .detector import Detector
+from . import _caffe  # noqa: F401  (pycaffe's caffe._caffe)
+from ._caffe import Timer, init_log, log
 
 __all__ = [
     "__version__",
@@ -68,11 +70,14 @@ __all__ = [
     "NetSpec",
     "TEST",
     "TRAIN",
+    "Timer",
     "TorchLayer",
     "install_alias",
     "check_gradient",
     "caffe_pb2",
+    "init_log",
     "layer_type_list",
+    "log",
     "io",
     "layers",
     "params",

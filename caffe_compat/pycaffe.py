@@ -2,7 +2,11 @@
 
 ``forward_all`` and ``forward_backward_all`` split arrays into net-sized
 batches (padding the last one with zeros and dropping the padding from the
-result), as pycaffe does. They are attached to :class:`~caffe_compat.net.Net`.
+result), as pycaffe does. They are attached to :class:`~caffe_compat.net.Net`,
+with the underscore methods of pycaffe's compiled ``Net`` that scripts call
+(``_forward(i, j)``, ``_backward(i, j)``, ``_bottom_ids(i)``, ``_top_ids(i)``,
+``_batch``, ``_set_input_arrays``; BVLC's ``python/train.py`` and many
+net-surgery scripts use them with layer indices).
 """
 
 from __future__ import annotations
@@ -91,3 +95,53 @@ def _set_input_arrays(self: Net, data: np.ndarray, labels: np.ndarray) -> None:
 
 
 Net.set_input_arrays = _set_input_arrays  # type: ignore[attr-defined]
+Net._set_input_arrays = _set_input_arrays  # type: ignore[attr-defined]
+
+
+def _layer_name(net: Net, index: int, what: str) -> str:
+    names = net._layer_names
+    if not -len(names) <= int(index) < len(names):
+        raise IndexError(f"{what}: layer index {index} out of range (the net has {len(names)} layers)")
+    return names[int(index)]
+
+
+def _forward_indices(self: Net, start: int, end: int) -> float:
+    """pycaffe's ``net._forward(start, end)`` (Caffe's ``ForwardFromTo``): the loss of those layers."""
+    first, last = _layer_name(self, start, "_forward"), _layer_name(self, end, "_forward")
+    self.forward(start=first, end=last)
+    weights = self.blob_loss_weights
+    loss = 0.0
+    for name in self._layer_names[self._layer_names.index(first):self._layer_names.index(last) + 1]:
+        for top in self.top_names[name]:
+            if weights.get(top):
+                loss += float(self.blobs[top].data.sum()) * weights[top]
+    return loss
+
+
+def _backward_indices(self: Net, start: int, end: int) -> None:
+    """pycaffe's ``net._backward(start, end)`` (Caffe's ``BackwardFromTo``, ``start >= end``)."""
+    self.backward(start=_layer_name(self, start, "_backward"), end=_layer_name(self, end, "_backward"))
+
+
+def _bottom_ids(self: Net, index: int) -> list[int]:
+    """The blob indices (into ``net._blobs``) of layer ``index``'s bottoms."""
+    ids = {name: i for i, name in enumerate(self._blob_names)}
+    return [ids[b] for b in self.bottom_names[_layer_name(self, index, "_bottom_ids")]]
+
+
+def _top_ids(self: Net, index: int) -> list[int]:
+    """The blob indices (into ``net._blobs``) of layer ``index``'s tops."""
+    ids = {name: i for i, name in enumerate(self._blob_names)}
+    return [ids[t] for t in self.top_names[_layer_name(self, index, "_top_ids")]]
+
+
+def _batch(self: Net, blobs: dict[str, np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
+    """pycaffe's ``net._batch(blobs)``: net-sized batches, the last one zero-padded."""
+    return batches(self, blobs)
+
+
+Net._forward = _forward_indices  # type: ignore[attr-defined]
+Net._backward = _backward_indices  # type: ignore[attr-defined]
+Net._bottom_ids = _bottom_ids  # type: ignore[attr-defined]
+Net._top_ids = _top_ids  # type: ignore[attr-defined]
+Net._batch = _batch  # type: ignore[attr-defined]

@@ -33,6 +33,7 @@ from .proto import caffe_pb2
 
 __all__ = [
     "Layer",
+    "Phase",
     "BlobVec",
     "LayerParamBlob",
     "PythonLayerError",
@@ -197,6 +198,40 @@ def load_stored(host: Any, tensor: torch.Tensor, proto: caffe_pb2.BlobProto, ind
         tensor.copy_(value.reshape(tensor.shape))
 
 
+# ------------------------------------------------------------------ phase
+class Phase(int):
+    """``self.phase`` of a Python layer: the int pycaffe gives, named by ``str()``.
+
+    ``self.phase == caffe.TRAIN``, ``int(self.phase)``, indexing and hashing
+    behave as the plain int upstream pycaffe sets; ``str(self.phase)`` (and
+    ``f"{self.phase}"``) is ``'TRAIN'``/``'TEST'``, which py-faster-rcnn's Caffe
+    fork gives (its layers read ``cfg[str(self.phase)]``; with an upstream
+    pycaffe they fail with ``KeyError: '0'``). ``repr()`` is ``caffe.TRAIN``.
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, value: int) -> "Phase":
+        if type(value) is cls:
+            return value  # type: ignore[return-value]
+        number = int(value)
+        if number not in _PHASE_NAMES:
+            raise ValueError(f"phase must be caffe.TRAIN (0) or caffe.TEST (1), got {value!r}")
+        return super().__new__(cls, number)
+
+    def __str__(self) -> str:
+        return _PHASE_NAMES[int(self)]
+
+    def __repr__(self) -> str:
+        return f"caffe.{_PHASE_NAMES[int(self)]}"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Phase, (int(self),))
+
+
+_PHASE_NAMES: dict[int, str] = {int(caffe_pb2.TRAIN): "TRAIN", int(caffe_pb2.TEST): "TEST"}
+
+
 # ------------------------------------------------------------------ layer
 class Layer:
     """Base class of Python layers (pycaffe's ``caffe.Layer``).
@@ -213,7 +248,7 @@ class Layer:
     def __init__(self, param: caffe_pb2.LayerParameter | None = None) -> None:
         self.layer_param = param
         self.param_str: str = param.python_param.param_str if param is not None else ""
-        self.phase: int = int(param.phase) if param is not None else caffe_pb2.TRAIN
+        self.phase: int = Phase(param.phase if param is not None else caffe_pb2.TRAIN)
         self.blobs = BlobVec()
 
     @property

@@ -30,7 +30,7 @@ from torch import nn
 from .blob import ParamBlob
 from .fillers import fill
 from .proto import caffe_pb2
-from .python_layer import PythonLayerError, load_stored, user_error
+from .python_layer import Phase, PythonLayerError, load_stored, user_error
 
 if TYPE_CHECKING:
     from .layers.python.python import PythonLayer
@@ -54,7 +54,7 @@ class TorchLayer(nn.Module):
         super().__init__()
         self.layer_param = param
         self.param_str: str = param.python_param.param_str if param is not None else ""
-        self.phase: int = int(param.phase) if param is not None else caffe_pb2.TRAIN
+        self.phase: int = Phase(param.phase if param is not None else caffe_pb2.TRAIN)
         self._host_blobs: list[ParamBlob] = []
 
     def setup(self, bottom_shapes: list[Shape]) -> None:
@@ -100,7 +100,7 @@ class TorchBridge:
             raise PythonLayerError(f"{host.where} ({host.origin}): __init__ must call "
                                    "super().__init__(param)")
         user.param_str = lp.python_param.param_str
-        user.phase = host.phase
+        user.phase = Phase(host.phase)
         user.train(host.phase == caffe_pb2.TRAIN)
         self._guard(lambda: user.setup([tuple(s) for s in bottom_shapes]), "setup")
         host.add_module("user", user)

@@ -21,7 +21,7 @@ try:
 except ImportError:
     import caffe_compat as caffe
 
-REAL = hasattr(caffe, "_caffe")
+REAL = caffe.__name__ == "caffe"  # caffe_compat (also under the alias) is named caffe_compat
 CALLS = []  # what the layers below were asked to do
 
 

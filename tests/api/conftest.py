@@ -25,7 +25,7 @@ def _implementations():
     try:
         os.environ.setdefault("GLOG_minloglevel", "2")
         real = importlib.import_module("caffe")
-        if hasattr(real, "_caffe"):
+        if hasattr(real, "_caffe") and real.__name__ == "caffe":  # not caffe_compat under the alias
             found.append("caffe")
     except ImportError:
         pass

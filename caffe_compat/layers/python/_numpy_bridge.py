@@ -25,7 +25,8 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from ...blob import Blob
-from ...python_layer import BlobVec, LayerParamBlob, PythonLayerError, bind, load_stored, settle, user_error
+from ...python_layer import (BlobVec, LayerParamBlob, Phase, PythonLayerError, bind, load_stored, settle,
+                             user_error)
 
 if TYPE_CHECKING:
     from .python import PythonLayer
@@ -67,7 +68,7 @@ class NumpyBridge:
         lp = host.layer_param
         self.user = user = self._call_user(lambda: _instantiate(cls, lp), "__init__")
         user.param_str = lp.python_param.param_str
-        user.phase = host.phase
+        user.phase = Phase(host.phase)  # an int whose str() is 'TRAIN'/'TEST'
         if not isinstance(getattr(user, "blobs", None), BlobVec):
             user.blobs = BlobVec()
         device = host.ctx.device

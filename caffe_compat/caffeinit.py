@@ -27,6 +27,7 @@ module name ending in ``.py`` is read as a file path from those places).
 from __future__ import annotations
 
 import importlib
+import importlib.abc
 import importlib.util
 import inspect
 import os
@@ -196,7 +197,7 @@ def load_module(name: str, path: Path, where: str) -> ModuleType:
         _file_modules[real] = existing
         return existing
     mod_name = name if existing is None else f"_caffeinit_{name.replace('.', '_')}_{len(_file_modules)}"
-    spec = importlib.util.spec_from_file_location(mod_name, real)
+    spec = importlib.util.spec_from_file_location(mod_name, real, loader=_legacy_loader(mod_name, real))
     if spec is None or spec.loader is None:  # pragma: no cover - .py files always have a loader
         raise PythonLayerImportError(f"{where}: cannot load {real} as a Python module")
     module = importlib.util.module_from_spec(spec)
@@ -206,9 +207,30 @@ def load_module(name: str, path: Path, where: str) -> ModuleType:
             spec.loader.exec_module(module)
     except Exception as exc:
         sys.modules.pop(mod_name, None)
+        _python2_hint(exc)
         raise user_error(exc, f"{where}: importing {real} failed: {type(exc).__name__}: {exc}") from exc
     _file_modules[real] = module
     return module
+
+
+def _legacy_loader(name: str, path: Path) -> importlib.abc.Loader | None:
+    """The Python-2-translating loader while ``caffe-compat run`` (caffe_compat.legacy) is on."""
+    from . import legacy
+
+    if not legacy.enabled() or not legacy.is_user_path(path.parent):
+        return None
+    from .legacy.importer import Py2SourceLoader
+
+    return Py2SourceLoader(name, str(path))
+
+
+def _python2_hint(exc: BaseException) -> None:
+    """A SyntaxError importing a layer module outside ``caffe-compat run``: say how to translate it."""
+    from . import legacy
+
+    if isinstance(exc, SyntaxError) and not legacy.enabled() and hasattr(exc, "add_note"):
+        exc.add_note("if this is Python 2, 'caffe-compat run SCRIPT' translates it on import "
+                     "(or call caffe_compat.legacy.enable() first)")
 
 
 def _search_dirs(source_dir: Path | None) -> list[Path]:
@@ -248,6 +270,7 @@ def _import(module: str, source_dir: Path | None, where: str) -> ModuleType:
     except CaffeCompatError:
         raise
     except Exception as exc:
+        _python2_hint(exc)
         raise user_error(exc, f"{where}: importing module {module!r} failed: "
                               f"{type(exc).__name__}: {exc}") from exc
 

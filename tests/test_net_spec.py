@@ -45,6 +45,43 @@ def test_net_spec_matches_pycaffe(fx):
     assert text_format.Parse(fx.meta["text"], caffe_pb2.NetParameter()) == proto
 
 
+def cpp_float(value: float) -> str:
+    """How protobuf's C++ TextFormat (Caffe's own tools) writes a float field: SimpleFtoa,
+    %.6g when that reads back as the same float32, else %.9g."""
+    short = "%.6g" % value
+    return short if np.float32(float(short)) == np.float32(value) else "%.9g" % value
+
+
+_PROTOBUF_MAJOR = int(__import__("google.protobuf").protobuf.__version__.split(".")[0])
+
+
+def float_fields(message) -> list[tuple[str, float]]:
+    """(field name, value) of every float field set anywhere in ``message``."""
+    from google.protobuf.descriptor import FieldDescriptor as FD
+
+    out = []
+    for field, value in message.ListFields():
+        values = list(value) if getattr(field, "is_repeated", None) or \
+            getattr(field, "label", None) == FD.LABEL_REPEATED else [value]
+        if field.type == FD.TYPE_MESSAGE:
+            for sub in values:
+                out += float_fields(sub)
+        elif field.type == FD.TYPE_FLOAT:
+            out += [(field.name, v) for v in values]
+    return out
+
+
+@pytest.mark.skipif(_PROTOBUF_MAJOR < 4, reason="protobuf 3 writes floats its own way (README)")
+@pytest.mark.parametrize("fx", NET_SPEC, ids=[fx.path.stem for fx in NET_SPEC])
+def test_net_spec_text_spells_floats_as_caffes_cpp_tools(fx):
+    """With protobuf >= 4 the text is what Caffe's C++ tools write (real pycaffe's protobuf 3
+    wrote 104.0 or 0.009999999776482582 instead): the same on every machine."""
+    proto = cases.NET_SPEC_BUILDERS[fx.meta["builder"]](caffe)
+    lines = {line.strip() for line in str(proto).splitlines()}
+    for name, value in float_fields(proto):
+        assert f"{name}: {cpp_float(value)}" in lines, (name, value)
+
+
 @pytest.mark.parametrize("fx", [fx for fx in NET_SPEC if fx.meta["loaded"]],
                          ids=[fx.path.stem for fx in NET_SPEC if fx.meta["loaded"]])
 def test_net_spec_output_loads_like_caffe(fx):

@@ -130,7 +130,8 @@ def test_run_help(capsys):
     from caffe_compat.cli import main
 
     assert main(["run", "--help"]) == 0
-    assert "caffe-compat run SCRIPT" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "caffe-compat run [--strict] SCRIPT" in out and "--strict turns that off" in out
 
 
 # --------------------------------------------------------------- install_alias

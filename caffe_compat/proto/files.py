@@ -8,16 +8,16 @@
 * Fields the schema does not know (a fork's) are skipped with an
   ``UnknownFieldWarning`` naming each one and where it is; strict mode raises
   (see :mod:`.tolerant`).
-* Every write goes to a temporary file in the same directory and is renamed
-  into place, so an interrupted write never leaves a corrupt file under the
-  final name.
+* Every write goes through :mod:`caffe_compat.atomic`: a temporary file in
+  the same directory renamed into place, so an interrupted write never leaves
+  a corrupt file under the final name, and a failure is a ``WriteError``
+  naming the file.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import TypeVar, Union
 
@@ -101,31 +101,20 @@ def read_binary(path: PathLike, message: M) -> M:
     return parse_binary(data, message, str(p))
 
 
-def atomic_write_bytes(path: PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file and an atomic rename."""
-    p = Path(path)
-    directory = p.parent if str(p.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, p)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+def atomic_write_bytes(path: PathLike, data: bytes, what: str = "") -> None:
+    """Write ``data`` to ``path`` via a temporary file and an atomic rename
+    (:func:`caffe_compat.atomic.write_bytes`: errors name ``path``)."""
+    from ..atomic import write_bytes
+
+    write_bytes(path, data, what)
 
 
-def write_binary(path: PathLike, message: _message.Message) -> None:
-    atomic_write_bytes(path, message.SerializeToString())
+def write_binary(path: PathLike, message: _message.Message, what: str = "") -> None:
+    atomic_write_bytes(path, message.SerializeToString(), what)
 
 
-def write_text(path: PathLike, message: _message.Message) -> None:
-    atomic_write_bytes(path, text_format.MessageToString(message).encode("utf-8"))
+def write_text(path: PathLike, message: _message.Message, what: str = "") -> None:
+    atomic_write_bytes(path, text_format.MessageToString(message).encode("utf-8"), what)
 
 
 def looks_like_text_path(path: PathLike) -> bool:

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import ProtoError, SolverError
+from ..errors import ProtoError, SolverError, WriteError
+from ..mode import root_solver
 from ..proto import caffe_pb2
 from ..proto.files import parse_text, read_text
 from ..proto.upgrade import upgrade_solver
@@ -129,14 +130,25 @@ def check_solver_param(spec: SolverSpec) -> None:
 
 
 def _check_snapshot_prefix(p: caffe_pb2.SolverParameter, where: str) -> None:
+    """Caffe's ``CheckSnapshotWritePermissions``: create and delete a probe file
+    (``os.access`` would say yes to root everywhere, ``/proc`` included). Only
+    the root solver writes snapshots, so only it probes, as in Caffe."""
     if not p.HasField("snapshot_prefix"):
         raise SolverError(f"{where}: snapshot: {p.snapshot} is given but snapshot_prefix is not")
+    if not root_solver():
+        return
+    from ..atomic import probe_directory
+    from .snapshot import clean_stale_snapshots, snapshot_filename
+
     directory = os.path.dirname(p.snapshot_prefix) or "."
-    if not os.path.isdir(directory) or not os.access(directory, os.W_OK):
+    try:
+        probe_directory(snapshot_filename(p.snapshot_prefix, 0, ".tempfile"))
+    except WriteError as exc:
         raise SolverError(
-            f"{where}: cannot write to snapshot prefix '{p.snapshot_prefix}'; make sure that the "
-            f"directory {os.path.abspath(directory)} exists and is writeable"
-        )
+            f"{where}: cannot write to snapshot prefix '{p.snapshot_prefix}' ({exc}); make sure that "
+            f"the directory {os.path.abspath(directory)} exists and is writeable"
+        ) from None
+    clean_stale_snapshots(p.snapshot_prefix)
 
 
 def resolve_net_path(path: str, field: str, spec: SolverSpec) -> str:

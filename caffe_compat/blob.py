@@ -53,7 +53,8 @@ def as_shape(dims: Iterable[int], what: str = "blob") -> tuple[int, ...]:
     for d in shape:
         count *= d
     if count > _INT_MAX:
-        raise ShapeError(f"{what}: shape {list(shape)} has {count} elements, more than INT_MAX")
+        raise ShapeError(f"{what}: shape {list(shape)} has {count} elements, more than "
+                         f"INT_MAX = {_INT_MAX} (Caffe's limit for one blob)")
     return shape
 
 
@@ -86,7 +87,7 @@ class _Mirror:
 class Blob:
     """A named N-d array of float32 with a gradient, as pycaffe shows it."""
 
-    __slots__ = ("_t", "_diff", "_shape", "_device", "_mdata", "_mdiff", "_released", "__weakref__")
+    __slots__ = ("_t", "_diff", "_shape", "_device", "_mdata", "_mdiff", "_released", "_name", "__weakref__")
 
     def __init__(self, shape: Sequence[int] = (), device: torch.device | str = "cpu") -> None:
         if isinstance(shape, int):
@@ -99,6 +100,7 @@ class Blob:
         self._mdiff: _Mirror | None = None
         #: set when a lean training step dropped this intermediate (see release())
         self._released = False
+        self._name: str | None = None  # the net's name for it, for messages
 
     # ------------------------------------------------------------------ tensors
     @classmethod
@@ -264,7 +266,7 @@ class Blob:
         """Change the shape; contents are zero unless the shape is unchanged."""
         if len(dims) == 1 and isinstance(dims[0], (list, tuple)):
             dims = tuple(dims[0])
-        shape = as_shape(dims)
+        shape = as_shape(dims, f'blob "{self._name}"' if self._name else "blob")
         if shape == self.shape and self._t is not None:
             return
         self._shape = shape

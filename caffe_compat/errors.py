@@ -12,6 +12,10 @@ received*.
 
 from __future__ import annotations
 
+import os
+import traceback
+import warnings
+
 __all__ = [
     "CaffeCompatError",
     "ProtoError",
@@ -26,6 +30,12 @@ __all__ = [
     "SolverError",
     "DataError",
     "UnsupportedError",
+    "WriteError",
+    "CaffeCompatWarning",
+    "SuspiciousInputWarning",
+    "ExtensionWarning",
+    "warn_or_raise",
+    "user_frames",
     "layer_where",
 ]
 
@@ -93,6 +103,69 @@ class DataError(CaffeCompatError, ValueError):
 
 class UnsupportedError(CaffeCompatError, NotImplementedError):
     """A Caffe feature caffe_compat does not provide (yet)."""
+
+
+class WriteError(CaffeCompatError, OSError):
+    """A file or database could not be written; the message names the *target* path.
+
+    Also an ``OSError`` (``errno`` and ``filename`` are set where known), so
+    ``except OSError`` in old scripts keeps working.
+    """
+
+    def __init__(self, message: str, path: str | None = None, errno: int | None = None) -> None:
+        super().__init__(message)
+        self.filename = path
+        self.errno = errno  # type: ignore[misc]
+
+    def __str__(self) -> str:  # OSError would format "[Errno n] ..."
+        return str(self.args[0]) if self.args else ""
+
+
+class CaffeCompatWarning(UserWarning):
+    """Base class of the warnings caffe_compat gives on purpose."""
+
+
+class SuspiciousInputWarning(CaffeCompatWarning):
+    """Input Caffe accepts silently but that is almost certainly a mistake
+    (duplicate layer names, a negative ``base_lr``, unsorted ``stepvalue``s...)."""
+
+
+class ExtensionWarning(CaffeCompatWarning):
+    """A file uses a layer type or field upstream BVLC Caffe does not have: it
+    will not load in real Caffe."""
+
+
+def warn_or_raise(message: str, category: type[Warning], error: type[CaffeCompatError],
+                  stacklevel: int = 3) -> None:
+    """Warn, or raise ``error`` in strict mode (``caffe.set_strict(True)`` or
+    ``CAFFE_COMPAT_STRICT=1``): the one switch for everything Caffe takes silently."""
+    from .mode import is_strict
+
+    if is_strict():
+        raise error(f"{message} (strict mode makes this an error)")
+    warnings.warn(f"{message} (caffe.set_strict(True) or CAFFE_COMPAT_STRICT=1 makes this an error)",
+                  category, stacklevel=stacklevel)
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def user_frames(exc: BaseException) -> list[traceback.FrameSummary]:
+    """The frames of the user's own code where ``exc`` started.
+
+    Follows ``__cause__`` to the innermost exception that is not ours (a
+    Python layer's ``ZeroDivisionError``, say) and returns the frames of its
+    traceback that lie outside caffe_compat, outermost first: what a command
+    line prints so the user sees their file and line, not only the message.
+    """
+    seen: set[int] = set()
+    inner: BaseException = exc
+    while inner.__cause__ is not None and id(inner.__cause__) not in seen:
+        seen.add(id(inner))
+        inner = inner.__cause__
+    frames = traceback.extract_tb(inner.__traceback__) if inner.__traceback__ is not None else []
+    return [f for f in frames
+            if not os.path.abspath(f.filename).startswith(_PACKAGE_DIR + os.sep)]
 
 
 def layer_where(type_: str, name: str) -> str:

@@ -28,21 +28,23 @@ import numpy as np
 import torch
 
 from . import mode
-from .blob import Blob, ParamBlob, flush_host_writes
+from .blob import Blob, ParamBlob, as_shape, flush_host_writes
 from .errors import (
     BlobNotFoundError,
     CaffeCompatError,
     LayerError,
     NetError,
     ShapeError,
+    UnknownLayerTypeError,
     layer_where,
 )
 from .layers.base import Layer, LayerContext
 from .layers.registry import get_layer_class
-from .netparam import filter_net, insert_splits
+from .netparam import check_net_param, filter_net, insert_splits
 from .proto import caffe_pb2
 from .proto.files import parse_text, read_text
 from .proto.upgrade import upgrade_net
+from .sizes import FLOAT_BYTES, MemoryBudget
 
 __all__ = ["Net", "load_net_param", "TRAIN", "TEST"]
 
@@ -132,6 +134,7 @@ class Net:
         self.phase: int = in_param.state.phase
         self._device = mode.current_device()
         filtered = filter_net(in_param, self._source)
+        check_net_param(filtered, self._source)  # duplicate names, extensions: warn (strict: raise)
         param = insert_splits(filtered, self._source)
         if len(param.input):
             raise NetError(f"{self._source}: input fields left after upgrade")  # pragma: no cover
@@ -151,6 +154,7 @@ class Net:
             phase=self.phase, device=torch.device("cpu"), source=self._source,
             source_dir=Path(self._source).resolve().parent if os.path.exists(self._source) else None,
             net=weakref.proxy(self), force_backward=self._force_backward,
+            memory=MemoryBudget(self._source),  # parameters are added as they are made
         )
         # Parameter bookkeeping (Caffe's params_, param_owners_, learnable_params_...).
         self._param_blobs: list[ParamBlob] = []
@@ -168,8 +172,11 @@ class Net:
         for li, lp in enumerate(param.layer):
             if not lp.HasField("phase"):
                 lp.phase = self.phase
-            cls = get_layer_class(lp.type, lp.name)
             where = f"{self._source}: {layer_where(lp.type, lp.name)}"
+            try:
+                cls = get_layer_class(lp.type, lp.name)
+            except UnknownLayerTypeError as exc:
+                raise UnknownLayerTypeError(f"{self._source}: {exc}") from None
             if len(lp.propagate_down) and len(lp.propagate_down) != len(lp.bottom):
                 raise NetError(
                     f"{where}: propagate_down must be given 0 or {len(lp.bottom)} times "
@@ -233,7 +240,7 @@ class Net:
             for bid, shape in zip(top_ids, top_shapes):
                 blob = self._blob_list[bid]
                 blob._t = None
-                blob._shape = tuple(shape)
+                blob._shape = as_shape(shape, f'{where}: top blob "{self._blob_names[bid]}"')  # <= INT_MAX
             node = _Node(li, layer, lp.name, lp.type)
             node.bottom_ids, node.top_ids = bottom_ids, top_ids
             node.bottom_need_backward = bottom_nb
@@ -260,6 +267,7 @@ class Net:
                 self._input_ids.extend(top_ids)
             self._nodes.append(node)
 
+        self._check_memory(ctx_base["memory"])  # before any background thread starts
         self._finish_backward_flags(blob_need_backward)
         self._output_ids = [name_to_id[n] for n in sorted(available)]
         self._blob_need_backward = blob_need_backward
@@ -273,11 +281,26 @@ class Net:
         self._hooks: dict[str, list[LayerCallback]] = {
             "before_forward": [], "after_forward": [], "before_backward": [], "after_backward": [],
         }
+        for node in self._nodes:
+            node.layer.start_background()  # the net passed every check: data layers' prefetch threads
+
+    def _check_memory(self, budget: MemoryBudget) -> None:
+        """What Caffe holds in host memory once set up: every parameter (already in
+        ``budget``), every prefetch buffer and, on the CPU, every blob (:mod:`.sizes`)."""
+        for node in self._nodes:
+            prefetch = getattr(node.layer, "prefetch_bytes", 0)
+            if prefetch:
+                budget.add(f"{layer_where(node.type, node.name)} prefetch buffers", int(prefetch))
+        if self._device.type == "cpu":
+            for name, blob in zip(self._blob_names, self._blob_list):
+                budget.add(f'blob "{name}"', FLOAT_BYTES * blob.count)
 
     def _new_blob(self, name: str, name_to_id: dict[str, int] | None,
                   need: list[bool]) -> int:
         bid = len(self._blob_list)
         self._blob_list.append(Blob((), "cpu"))
+        if name_to_id is not None:
+            self._blob_list[-1]._name = name
         self._blob_names.append(name)
         need.append(False)
         if name_to_id is not None:

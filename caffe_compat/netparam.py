@@ -3,15 +3,22 @@
 * :func:`filter_net` keeps the layers whose include/exclude rules the
   ``NetState`` (phase, level, stages) meets (``Net::FilterNet``);
 * :func:`insert_splits` gives every blob consumed more than once a ``Split``
-  layer, with Caffe's exact layer and blob names (``insert_splits.cpp``).
+  layer, with Caffe's exact layer and blob names (``insert_splits.cpp``);
+* :func:`check_net_param` warns (strict mode: raises) about what Caffe takes
+  silently but is almost surely a mistake — two layers of one name (Caffe
+  keeps the last in ``net.params`` and gives it the weights ``copy_from``
+  finds) — and about layer types and fields upstream Caffe lacks (the file
+  will not load there).
 """
 
 from __future__ import annotations
 
-from .errors import NetError
+from .errors import ExtensionWarning, NetError, SuspiciousInputWarning, warn_or_raise
 from .proto import caffe_pb2
+from .proto.extensions import find_extensions
 
-__all__ = ["filter_net", "state_meets_rule", "insert_splits", "split_layer_name", "split_blob_name"]
+__all__ = ["filter_net", "state_meets_rule", "insert_splits", "split_layer_name", "split_blob_name",
+           "check_net_param"]
 
 
 def state_meets_rule(state: caffe_pb2.NetState, rule: caffe_pb2.NetStateRule) -> bool:
@@ -133,3 +140,22 @@ def insert_splits(param: caffe_pb2.NetParameter, source: str = "<net>") -> caffe
                     copy.ClearField("loss_weight")
                     next_split[top_idx] = next_split.get(top_idx, 0) + 1
     return out
+
+
+def check_net_param(param: caffe_pb2.NetParameter, source: str = "<net>") -> None:
+    """Warn about duplicate layer names and extensions in a filtered net (strict mode: NetError)."""
+    seen: dict[str, int] = {}
+    for i, layer in enumerate(param.layer):
+        first = seen.setdefault(layer.name, i)
+        if first != i:
+            other = param.layer[first]
+            warn_or_raise(
+                f'{source}: two layers are named "{layer.name}" ({other.type} layer {first} and '
+                f"{layer.type} layer {i}); Caffe keeps only the last one in net.params and "
+                "net.layer_dict and gives only it the weights copy_from finds by that name",
+                SuspiciousInputWarning, NetError, stacklevel=5)
+    found = find_extensions(param)
+    if found:
+        warn_or_raise(
+            f"{source}: uses what upstream BVLC Caffe does not have, so this file will not load in "
+            f"real Caffe: {'; '.join(found)}", ExtensionWarning, NetError, stacklevel=5)

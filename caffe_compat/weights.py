@@ -9,15 +9,15 @@ layer definitions with ``caffe_pb2`` and appends the blobs the same way.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import numpy as np
 import torch
 
 from .errors import WeightsError
 from .proto import caffe_pb2, caffe_raw_pb2
+from .atomic import write_hdf5
 from .proto.files import PathLike, atomic_write_bytes, parse_binary
 from .proto.tolerant import check_binary
 
@@ -264,35 +264,28 @@ def net_to_proto(net: "Net", write_diff: bool = False) -> caffe_pb2.NetParameter
     return parse_binary(net_to_bytes(net, write_diff), caffe_pb2.NetParameter(), "<net>")
 
 
-def save_caffemodel(net: "Net", path: PathLike, write_diff: bool = False) -> None:
-    atomic_write_bytes(path, net_to_bytes(net, write_diff))
+def save_caffemodel(net: "Net", path: PathLike, write_diff: bool = False, what: str = "") -> None:
+    atomic_write_bytes(path, net_to_bytes(net, write_diff), what)
 
 
 # -------------------------------------------------------------------- HDF5
-def save_hdf5(net: "Net", path: PathLike, write_diff: bool = False) -> None:
+def save_hdf5(net: "Net", path: PathLike, write_diff: bool = False, what: str = "") -> None:
     """Caffe's ``Net::ToHDF5``: ``/data/<layer>/<i>`` (and ``/diff/...``)."""
-    import h5py
 
-    p = Path(path)
-    tmp = p.with_name(f".{p.name}.tmp")
-    try:
-        with h5py.File(tmp, "w") as f:
-            data = f.create_group("data")
-            diff = f.create_group("diff") if write_diff else None
-            for li, node in enumerate(net._nodes):
-                gdata = data.require_group(node.name)
-                gdiff = diff.require_group(node.name) if diff is not None else None
-                for j, pid in enumerate(node.param_ids):
-                    blob = node.layer.blobs[j]
-                    if net._param_owner[pid] == -1:  # shared: only the owner stores data
-                        gdata.create_dataset(str(j), data=blob.tensor.detach().cpu().numpy())
-                    if gdiff is not None:  # Caffe writes diffs regardless of sharing
-                        gdiff.create_dataset(str(j), data=blob.diff_tensor.detach().cpu().numpy())
-        os.replace(tmp, p)
-    except BaseException:
-        if tmp.exists():
-            tmp.unlink()
-        raise
+    def fill(f: Any) -> None:
+        data = f.create_group("data")
+        diff = f.create_group("diff") if write_diff else None
+        for li, node in enumerate(net._nodes):
+            gdata = data.require_group(node.name)
+            gdiff = diff.require_group(node.name) if diff is not None else None
+            for j, pid in enumerate(node.param_ids):
+                blob = node.layer.blobs[j]
+                if net._param_owner[pid] == -1:  # shared: only the owner stores data
+                    gdata.create_dataset(str(j), data=blob.tensor.detach().cpu().numpy())
+                if gdiff is not None:  # Caffe writes diffs regardless of sharing
+                    gdiff.create_dataset(str(j), data=blob.diff_tensor.detach().cpu().numpy())
+
+    write_hdf5(path, fill, what)
 
 
 def load_hdf5(net: "Net", path: PathLike) -> None:

@@ -157,7 +157,7 @@ def test_mean_file_shape_must_match(tmp_path):
                      .SerializeToString())
     assert load_mean_file(str(path)).shape == (3, 2, 2)
     t = DataTransformer(tparam(f'mean_file: "{path}"'), TEST)
-    with pytest.raises(DataError, match=r"mean_file has shape \[3, 2, 2\]"):
+    with pytest.raises(DataError, match=r'mean_file ".*m\.binaryproto" has shape \[3, 2, 2\]'):
         t.transform(np.zeros((1, 3, 4, 4), np.uint8))
 
 

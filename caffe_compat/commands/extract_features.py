@@ -77,9 +77,12 @@ def extract_features(weights: str, model: str, blob_names: list[str], dataset_na
                                   counts[i], name)
         for i, name in enumerate(blob_names):
             _log.info("Extracted features of %d query images for feature blob %s", counts[i], name)
-    finally:
         for db in dbs:
             db.close()
+    except BaseException:
+        for db in dbs:
+            db.abort()  # a failed run leaves no partial database behind
+        raise
     return counts
 
 

@@ -10,7 +10,8 @@ key order (both stores sort keys bytewise) and written in transactions.
   again at the first after the last, as Caffe's data layer does.
 * :class:`DBWriter` creates a new database (an existing one is an error, as
   Caffe's ``db::NEW``) and commits in batches; an LMDB map that fills up is
-  grown and the transaction retried.
+  grown and the transaction retried. It is built under a temporary name and
+  renamed when closed, so a failed or killed run leaves nothing behind.
 
 Differences from Caffe: none known for the stored bytes. LevelDB is optional
 (``pip install plyvel``); without it a clear error says so.
@@ -155,29 +156,39 @@ class DBReader:
 
 
 class DBWriter:
-    """A new database filled in transactions of ``put``s ended by ``commit``."""
+    """A new database filled in transactions of ``put``s ended by ``commit``.
+
+    The database is built in a hidden temporary directory beside ``path``
+    and renamed to ``path`` by :meth:`close` (:class:`caffe_compat.atomic.AtomicDirectory`):
+    a run that fails or is killed leaves no half-written database under the
+    final name, and a failure to write is a ``WriteError`` naming ``path``.
+    """
 
     def __init__(self, path: PathLike, backend: Any, map_size: int = 1 << 26) -> None:
+        from ..atomic import AtomicDirectory
+
         self.path = os.fspath(path)
         self.backend = backend_name(backend)
         self._pending: list[tuple[bytes, bytes]] = []
-        if os.path.exists(self.path):
+        self._closed = False
+        if os.path.lexists(self.path):
             raise DataError(f'{self.backend.upper()} database "{self.path}" already exists; '
                             "remove it or choose another name")
+        self._dir = AtomicDirectory(self.path, f"{self.backend.upper()} database")
         try:
             if self.backend == "lmdb":
                 import lmdb
 
-                os.makedirs(self.path)
                 self._map_size = map_size
-                self._env = lmdb.open(self.path, map_size=map_size, subdir=True)
+                self._env = lmdb.open(self._dir.path, map_size=map_size, subdir=True)
             else:
-                self._db = _plyvel().DB(self.path, create_if_missing=True, error_if_exists=True,
+                self._db = _plyvel().DB(self._dir.path, create_if_missing=True, error_if_exists=True,
                                         block_size=65536, write_buffer_size=268435456)
-        except DataError:
-            raise
-        except Exception as exc:
-            raise DataError(f'{self.backend.upper()} database "{self.path}": cannot create: {exc}') from None
+        except BaseException as exc:
+            self._dir.abort()
+            if isinstance(exc, DataError) or not isinstance(exc, Exception):
+                raise
+            raise self._dir.error(exc) from None
 
     def put(self, key: bytes | str, value: bytes) -> None:
         self._pending.append((key.encode() if isinstance(key, str) else bytes(key), bytes(value)))
@@ -185,12 +196,16 @@ class DBWriter:
     def commit(self) -> None:
         if not self._pending:
             return
-        if self.backend == "leveldb":
-            with self._db.write_batch() as batch:
-                for k, v in self._pending:
-                    batch.put(k, v)
-        else:
-            self._commit_lmdb()
+        try:
+            if self.backend == "leveldb":
+                with self._db.write_batch() as batch:
+                    for k, v in self._pending:
+                        batch.put(k, v)
+            else:
+                self._commit_lmdb()
+        except Exception as exc:
+            self.abort()
+            raise self._dir.error(exc) from None
         self._pending.clear()
 
     def _commit_lmdb(self) -> None:
@@ -207,12 +222,36 @@ class DBWriter:
                 self._map_size *= 2
                 self._env.set_mapsize(self._map_size)
 
-    def close(self) -> None:
-        self.commit()
+    def _close_handle(self) -> None:
         if self.backend == "lmdb":
             self._env.close()
         else:
             self._db.close()
+
+    def close(self) -> None:
+        """Write what is pending, close the database and move it to its name."""
+        if self._closed:
+            return
+        self.commit()
+        self._closed = True
+        try:
+            self._close_handle()
+        except Exception as exc:
+            self._dir.abort()
+            raise self._dir.error(exc) from None
+        self._dir.commit()
+
+    def abort(self) -> None:
+        """Drop the database being written (after a failure): nothing is left behind."""
+        if self._closed:
+            return
+        self._closed = True
+        self._pending.clear()
+        try:
+            self._close_handle()
+        except Exception:  # pragma: no cover - it is being thrown away
+            pass
+        self._dir.abort()
 
     def __enter__(self) -> "DBWriter":
         return self
@@ -221,8 +260,7 @@ class DBWriter:
         if exc_type is None:
             self.close()
         else:
-            self._pending.clear()
-            self.close()
+            self.abort()
 
 
 def open_writer(path: PathLike, backend: Any) -> DBWriter:

@@ -74,19 +74,31 @@ class Prefetcher:
     """Batches from ``source``, read ``count`` ahead in a background thread."""
 
     def __init__(self, source: BatchSource, count: int, name: str = "prefetch",
-                 pin_memory: bool = False) -> None:
+                 pin_memory: bool = False, start: bool = True) -> None:
         self._source = source
         self._count = int(count)
         self._stop = threading.Event()
         self._closed = False
         self._thread: threading.Thread | None = None
+        self._name = name
+        self._pin = pin_memory
+        # A source that can stop inside a long batch looks at this event.
+        if hasattr(source, "stop_requested"):
+            source.stop_requested = self._stop  # type: ignore[attr-defined]
         if self._count > 0:
             self._queue: queue.Queue[Any] = queue.Queue(maxsize=self._count)
-            self._thread = threading.Thread(
-                target=_worker, args=(source, self._queue, self._stop, pin_memory),
-                name=f"caffe_compat {name}", daemon=True,
-            )
-            self._thread.start()
+        if start:
+            self.start()
+
+    def start(self) -> None:
+        """Start the thread (once; a layer calls this when its net has been checked)."""
+        if self._count <= 0 or self._thread is not None or self._closed:
+            return
+        self._thread = threading.Thread(
+            target=_worker, args=(self._source, self._queue, self._stop, self._pin),
+            name=f"caffe_compat {self._name}", daemon=True,
+        )
+        self._thread.start()
 
     @property
     def count(self) -> int:
@@ -96,11 +108,16 @@ class Prefetcher:
         """How many batches are waiting (for tests and benchmarks)."""
         return self._queue.qsize() if self._thread is not None else 0
 
+    @property
+    def started(self) -> bool:
+        return self._thread is not None
+
     def get(self) -> Batch:
         if self._closed:
             raise RuntimeError("the data source of this layer was closed")
-        if self._thread is None:
+        if self._count <= 0:
             return self._source.next_batch()
+        self.start()  # a layer used outside a net
         item = self._queue.get()
         if isinstance(item, _Failure):
             self._closed = True

@@ -19,7 +19,7 @@ import os
 import re
 from dataclasses import dataclass, field
 
-from ..errors import DataError
+from ..errors import DataError, SuspiciousInputWarning, warn_or_raise
 
 __all__ = ["read_text_file", "read_image_list", "read_hdf5_list", "WindowImage", "read_window_file",
            "beside"]
@@ -49,12 +49,14 @@ _INT = re.compile(r"^[+-]?\d+$")
 def read_image_list(source: str, what: str) -> list[tuple[str, int]]:
     """``(path, label)`` pairs of an image list file, in file order."""
     lines: list[tuple[str, int]] = []
+    unlabelled: list[tuple[int, str]] = []
     for number, raw in enumerate(read_text_file(source, what).split("\n"), 1):
         line = raw.rstrip("\r")
         if not line.strip():
             continue
         pos = line.rfind(" ")
-        if pos < 0:
+        if pos < 0:  # Caffe: the whole line is the path, atoi(path) = 0 the label
+            unlabelled.append((number, line))
             lines.append((line, 0))
             continue
         token = line[pos + 1:].strip()
@@ -64,6 +66,11 @@ def read_image_list(source: str, what: str) -> list[tuple[str, int]]:
         lines.append((line[:pos], int(token)))
     if not lines:
         raise DataError(f'{what}: image list "{source}" is empty')
+    if unlabelled:
+        number, line = unlabelled[0]
+        warn_or_raise(f'{what}: {source}:{number}: no label on {len(unlabelled)} line(s) of the image '
+                      f'list (the first: {line!r}); Caffe reads such a line as a path with label 0',
+                      SuspiciousInputWarning, DataError, stacklevel=4)
     return lines
 
 

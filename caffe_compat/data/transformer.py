@@ -69,12 +69,14 @@ class DataTransformer:
         if self.force_color and self.force_gray:
             raise DataError(f"{where}: cannot set both force_color and force_gray")
         self.mean: np.ndarray | None = None
+        self.mean_path = ""
         self.mean_values = np.asarray(param.mean_value, dtype=np.float32)
         if param.HasField("mean_file"):
             if len(param.mean_value):
                 raise DataError(f"{where}: cannot specify mean_file and mean_value at the same time")
             path = resolve(param.mean_file) if resolve else param.mean_file
             self.mean = load_mean_file(path, f"{where}: mean_file")
+            self.mean_path = path
 
     @property
     def needs_rand(self) -> bool:
@@ -94,8 +96,9 @@ class DataTransformer:
         _, c, h, w = shape
         self.infer_shape((c, h, w))
         if self.mean is not None and self.mean.shape != (c, h, w):
-            raise DataError(f"{self.where}: mean_file has shape {list(self.mean.shape)} but the data "
-                            f"items have shape {[c, h, w]} (the mean must match the uncropped items)")
+            raise DataError(f'{self.where}: mean_file "{self.mean_path}" has shape {list(self.mean.shape)} '
+                            f"but the data items have shape {[c, h, w]} (the mean must match the uncropped "
+                            "items)")
         if self.mean_values.size not in (0, 1, c):
             raise DataError(f"{self.where}: specify either 1 mean_value or as many as channels "
                             f"({c}), got {self.mean_values.size}")

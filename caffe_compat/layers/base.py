@@ -29,7 +29,7 @@ from typing import Any, ClassVar, Sequence
 import torch
 from torch import nn
 
-from ..blob import ParamBlob
+from ..blob import ParamBlob, as_shape
 from ..errors import CaffeCompatError, LayerError, ShapeError, WeightsError, layer_where
 from ..fillers import fill
 from ..proto import caffe_pb2
@@ -52,11 +52,13 @@ class LayerContext:
     source_dir: Path | None = None
     net: Any = None  # weak proxy to the Net, for data and Python layers
     force_backward: bool = False
+    #: the net's running total of host memory (caffe_compat.sizes.MemoryBudget), if any
+    memory: Any = None
 
     def __deepcopy__(self, memo: dict) -> "LayerContext":
         # A copied layer (copy.deepcopy of an exported module) belongs to no net.
         return LayerContext(self.phase, self.device, self.source, self.source_dir, None,
-                            self.force_backward)
+                            self.force_backward, None)
 
 
 def canonical_axis(axis: int, num_axes: int, where: str = "") -> int:
@@ -151,7 +153,13 @@ class Layer(nn.Module):
         prototxt), otherwise from ``filler``.
         """
         index = len(self.params)
-        shape = tuple(int(d) for d in shape)
+        # Caffe's INT_MAX limit, checked before the filler allocates anything.
+        shape = as_shape(shape, f"{self.where}: parameter blob {index}")
+        if self.ctx.memory is not None:  # and the net's total, before the filler allocates
+            count = 1
+            for d in shape:
+                count *= d
+            self.ctx.memory.add(f"{self.where} parameter blob {index}", 4 * count)
         if index < len(self.layer_param.blobs):
             value = blob_proto_to_tensor(self.layer_param.blobs[index])
             if not _legacy_equal(tuple(value.shape), shape):
@@ -210,6 +218,11 @@ class Layer(nn.Module):
         out = super()._apply(fn, recurse)
         self.refresh_params()
         return out
+
+    def start_background(self) -> None:
+        """Called once the whole net has passed its checks: start background
+        work (a data layer's prefetch thread). A net that fails to build never
+        starts any."""
 
     # ----------------------------------------------------------------- shape
     #: Element-wise layers: one top, shaped like bottom 0 (and every bottom alike).

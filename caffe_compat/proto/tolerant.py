@@ -70,8 +70,9 @@ def _report(found: Sequence[UnknownField], hint_strict: bool = True) -> None:
         return
     if _strict():
         raise ProtoError(found[0].text() + " (strict mode: unknown fields are errors)")
-    tail = (" was ignored (a field of a Caffe fork caffe_compat does not implement?"
-            " caffe_compat.set_strict(True) or CAFFE_COMPAT_STRICT=1 makes this an error)")
+    tail = (" was ignored (a field of a Caffe fork caffe_compat does not implement? upstream Caffe "
+            "would refuse the file; caffe_compat.set_strict(True) or CAFFE_COMPAT_STRICT=1 makes this "
+            "an error)")
     for item in found:
         warnings.warn(item.text() + tail, UnknownFieldWarning, stacklevel=4)
 

@@ -11,6 +11,9 @@ where Caffe's ``Solver::Init``, ``InitTrainNet``, ``InitTestNets``,
 few settings that can only produce NaN or garbage in Caffe (``iter_size`` < 1,
 an unknown ``regularization_type`` with non-zero ``weight_decay``, an unknown
 ``lr_policy``, reported at construction instead of at the first update).
+Settings Caffe takes silently but that are almost surely mistakes (a
+negative ``base_lr``, ``stepvalue``s that do not increase) are a
+``SuspiciousInputWarning``; strict mode makes them errors.
 
 Differences from Caffe: relative net paths are resolved against the current
 directory as in Caffe; when a file is not found there but exists beside the
@@ -25,8 +28,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import ProtoError, SolverError
+from ..errors import (ExtensionWarning, ProtoError, SolverError, SuspiciousInputWarning, WriteError,
+                      warn_or_raise)
+from ..mode import root_solver
 from ..proto import caffe_pb2
+from ..proto.extensions import find_extensions
 from ..proto.files import parse_text, read_text
 from ..proto.upgrade import upgrade_solver
 from .lr_policy import check_lr_policy
@@ -104,6 +110,7 @@ def check_solver_param(spec: SolverSpec) -> None:
         raise SolverError(f"{where}: more than one train net given ({', '.join(given)}); "
                           f"use exactly one of {', '.join(TRAIN_NET_FIELDS)}")
     check_lr_policy(p, where)
+    _check_suspicious(p, where)
     if p.weight_decay and p.regularization_type not in ("L2", "L1"):
         raise SolverError(f'{where}: unknown regularization_type "{p.regularization_type}"; '
                           "expected L2 or L1")
@@ -128,15 +135,46 @@ def check_solver_param(spec: SolverSpec) -> None:
         _check_snapshot_prefix(p, where)
 
 
+def _check_suspicious(p: caffe_pb2.SolverParameter, where: str) -> None:
+    """Settings Caffe takes silently that are almost surely mistakes: warn (strict: SolverError)."""
+    if p.base_lr < 0:
+        warn_or_raise(f"{where}: base_lr is negative ({p.base_lr:g}): every update climbs the loss "
+                      "instead of descending it (Caffe does not check)", SuspiciousInputWarning, SolverError,
+                      stacklevel=5)
+    steps = list(p.stepvalue)
+    if p.lr_policy == "multistep" and steps != sorted(set(steps)):
+        bad = next(i for i in range(1, len(steps)) if steps[i] <= steps[i - 1])
+        warn_or_raise(
+            f"{where}: stepvalue must increase: stepvalue[{bad}] = {steps[bad]} comes after "
+            f"{steps[bad - 1]} ({steps}); Caffe moves to the next step only once the iteration reaches "
+            "it, so the steps after it are taken late or never", SuspiciousInputWarning, SolverError,
+            stacklevel=5)
+    extensions = find_extensions(p, skip=frozenset(TRAIN_NET_FIELDS) | {"test_net_param"})
+    if extensions:
+        warn_or_raise(f"{where}: uses what upstream BVLC Caffe does not have, so this file will not load "
+                      f"in real Caffe: {'; '.join(extensions)}", ExtensionWarning, SolverError, stacklevel=5)
+
+
 def _check_snapshot_prefix(p: caffe_pb2.SolverParameter, where: str) -> None:
+    """Caffe's ``CheckSnapshotWritePermissions``: create and delete a probe file
+    (``os.access`` would say yes to root everywhere, ``/proc`` included). Only
+    the root solver writes snapshots, so only it probes, as in Caffe."""
     if not p.HasField("snapshot_prefix"):
         raise SolverError(f"{where}: snapshot: {p.snapshot} is given but snapshot_prefix is not")
+    if not root_solver():
+        return
+    from ..atomic import probe_directory
+    from .snapshot import clean_stale_snapshots, snapshot_filename
+
     directory = os.path.dirname(p.snapshot_prefix) or "."
-    if not os.path.isdir(directory) or not os.access(directory, os.W_OK):
+    try:
+        probe_directory(snapshot_filename(p.snapshot_prefix, 0, ".tempfile"))
+    except WriteError as exc:
         raise SolverError(
-            f"{where}: cannot write to snapshot prefix '{p.snapshot_prefix}'; make sure that the "
-            f"directory {os.path.abspath(directory)} exists and is writeable"
-        )
+            f"{where}: cannot write to snapshot prefix '{p.snapshot_prefix}' ({exc}); make sure that "
+            f"the directory {os.path.abspath(directory)} exists and is writeable"
+        ) from None
+    clean_stale_snapshots(p.snapshot_prefix)
 
 
 def resolve_net_path(path: str, field: str, spec: SolverSpec) -> str:

@@ -14,7 +14,9 @@ A snapshot at iteration N is two files (``Solver::Snapshot``):
 AdaDelta: all first moments, then all second moments). ``learned_net`` is the
 weights path exactly as written, which Caffe opens relative to the current
 directory when restoring. Every file is written to a temporary name and
-renamed into place.
+renamed into place (:mod:`caffe_compat.atomic`); the temporaries a killed
+process leaves are removed when the next solver with the same prefix starts
+or snapshots.
 
 Differences from Caffe: when ``learned_net`` does not exist relative to the
 current directory but does beside the solverstate, that file is used (and the
@@ -25,18 +27,21 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 
 from ..errors import SolverError, WeightsError
 from ..proto import caffe_pb2, caffe_raw_pb2
+from ..atomic import write_hdf5
 from ..proto.files import PathLike, atomic_write_bytes, parse_binary
 
-__all__ = ["SolverState", "write_state", "read_state", "resolve_learned_net", "snapshot_filename"]
+__all__ = ["SolverState", "write_state", "read_state", "resolve_learned_net", "snapshot_filename",
+           "clean_stale_snapshots"]
 
 _log = logging.getLogger("caffe_compat")
 
@@ -55,9 +60,32 @@ def snapshot_filename(prefix: str, it: int, extension: str) -> str:
     return f"{prefix}_iter_{it}{extension}"
 
 
+_cleaned: set[str] = set()
+_SNAPSHOT_NAME = re.compile(r"^(?P<prefix>.*)_iter_\d+\.(?:solverstate|caffemodel)(?:\.h5)?$")
+
+
+def clean_stale_snapshots(prefix: str) -> list[str]:
+    """Remove the temporaries that crashed writers left for ``<prefix>_iter_*``
+    (once per prefix and process: at the solver's start, or its first snapshot)."""
+    from ..atomic import clean_stale
+
+    key = os.path.abspath(prefix)
+    if key in _cleaned:
+        return []
+    _cleaned.add(key)
+    directory, base = os.path.split(key)
+    removed = clean_stale(directory, f"{base}_iter_")
+    for path in removed:
+        _log.info("Removed %s, left by an interrupted snapshot", path)
+    return removed
+
+
 # ------------------------------------------------------------------ writing
 def write_state(path: PathLike, state_iter: int, learned_net: str, current_step: int,
                 history: Sequence[torch.Tensor], hdf5: bool) -> None:
+    m = _SNAPSHOT_NAME.match(os.fspath(path))
+    if m is not None:
+        clean_stale_snapshots(m.group("prefix"))
     if hdf5:
         _write_hdf5(path, state_iter, learned_net, current_step, history)
         return
@@ -71,28 +99,20 @@ def write_state(path: PathLike, state_iter: int, learned_net: str, current_step:
     # SolverState's fields in Caffe's order: iter, learned_net, history, current_step.
     # Serialized messages concatenate into one (protobuf merging), so the
     # history can be appended as pre-packed bytes.
-    atomic_write_bytes(path, head.SerializeToString() + raw.SerializeToString())
+    atomic_write_bytes(path, head.SerializeToString() + raw.SerializeToString(), "snapshot")
 
 
 def _write_hdf5(path: PathLike, state_iter: int, learned_net: str, current_step: int,
                 history: Sequence[torch.Tensor]) -> None:
-    import h5py
+    def fill(h5: Any) -> None:
+        h5.create_dataset("iter", data=np.array([state_iter], dtype=np.int32))
+        _write_c_string(h5, "learned_net", learned_net)
+        h5.create_dataset("current_step", data=np.array([current_step], dtype=np.int32))
+        group = h5.create_group("history")
+        for i, h in enumerate(history):
+            group.create_dataset(str(i), data=h.detach().cpu().numpy().astype(np.float32))
 
-    p = Path(path)
-    tmp = p.with_name(f".{p.name}.tmp")
-    try:
-        with h5py.File(tmp, "w") as f:
-            f.create_dataset("iter", data=np.array([state_iter], dtype=np.int32))
-            _write_c_string(f, "learned_net", learned_net)
-            f.create_dataset("current_step", data=np.array([current_step], dtype=np.int32))
-            group = f.create_group("history")
-            for i, h in enumerate(history):
-                group.create_dataset(str(i), data=h.detach().cpu().numpy().astype(np.float32))
-        os.replace(tmp, p)
-    except BaseException:
-        if tmp.exists():
-            tmp.unlink()
-        raise
+    write_hdf5(path, fill, "snapshot")
 
 
 def _write_c_string(f: "object", name: str, value: str) -> None:

@@ -9,7 +9,10 @@ from ``caffe.set_random_seed`` when the layer is built.
 :class:`PrefetchingDataLayer` — adds Caffe's prefetch thread: a subclass
 builds a batch source (its ``next_batch`` runs in the background thread and
 returns numpy arrays, one per top) and the first top shapes; ``forward``
-hands out the next finished batch as tensors on the net's device.
+hands out the next finished batch as tensors on the net's device. The batch
+shapes are checked (INT_MAX elements per blob) before anything is read, and
+the thread only starts (:meth:`PrefetchingDataLayer.start_background`) once the whole net
+has passed its checks, so a net that fails to build leaves no thread behind.
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ import torch
 from ... import mode
 from ...data.prefetch import BatchSource, Prefetcher
 from ...data.transformer import DataTransformer, resolver
+from ...blob import as_shape
 from ...errors import DataError
+from ...sizes import FLOAT_BYTES
 from ...proto import caffe_pb2
 from ..base import Layer, LayerContext, Shape
 
@@ -73,10 +78,22 @@ class PrefetchingDataLayer(DataLayerBase):
                 raise
             raise self.error(str(exc), DataError) from None
         n_top = len(param.top)
-        self._shapes = [tuple(s) for s in shapes[:n_top]]
-        self._prefetcher = Prefetcher(source, param.data_param.prefetch, self.where,
+        try:  # Caffe's INT_MAX per blob, before any batch is read
+            self._shapes = [as_shape(s, f'{self.where}: top "{t}" (one batch)')
+                            for s, t in zip(shapes[:n_top], param.top)]
+        except BaseException:
+            source.close()
+            raise
+        count = int(param.data_param.prefetch)
+        #: host memory of the batches read ahead (Caffe allocates them at setup)
+        self.prefetch_bytes = max(count, 0) * FLOAT_BYTES * sum(int(np.prod(s)) for s in self._shapes)
+        # The thread starts in start(), once the whole net has passed its checks.
+        self._prefetcher = Prefetcher(source, count, self.where, start=False,
                                       pin_memory=mode.is_gpu_mode() and torch.cuda.is_available())
         weakref.finalize(self, self._prefetcher.close)
+
+    def start_background(self) -> None:
+        self._prefetcher.start()
 
     def make_source(self) -> tuple[BatchSource, list[Shape]]:
         """The batch source and the shapes of (data, label) for the first batch."""

@@ -18,6 +18,7 @@ inside a batch is a DataError naming the database and record key.
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Generator, Iterator
 
 import numpy as np
@@ -35,6 +36,13 @@ from ._base import PrefetchingDataLayer
 _log = logging.getLogger("caffe_compat")
 
 
+_CHUNK = 1024  # datums decoded at once
+
+
+class _Stopped(Exception):
+    """The prefetcher was closed in the middle of a batch."""
+
+
 class _DBSource:
     """Runs in the prefetch thread: read, decode and transform one batch."""
 
@@ -46,6 +54,7 @@ class _DBSource:
         self.flag = flag
         self.where = where
         self._records: Generator[tuple[bytes, bytes], None, None] = self._kept(reader.records(skip), *keep)
+        self.stop_requested: threading.Event | None = None  # set by the Prefetcher
 
     @staticmethod
     def _kept(records: Iterator[tuple[bytes, bytes]], rank: int,
@@ -58,14 +67,28 @@ class _DBSource:
         return f'{self.where}: {self.reader.backend.upper()} "{self.reader.path}" record {key!r}'
 
     def next_batch(self) -> tuple[np.ndarray, np.ndarray]:
-        datums, whats = [], []
-        for _ in range(self.batch_size):
-            key, value = next(self._records)
-            whats.append(self._what(key))
-            datums.append(parse_datum(value, whats[-1]))
-        batch = datums_to_batch(datums, self.flag, whats)
-        data = self.transformer.transform(batch)
-        labels = np.array([d.label for d in datums], dtype=np.float32)
+        # A chunk at a time into the batch array, as Caffe fills its prefetch
+        # buffer datum by datum: memory stays at the batch's own size however
+        # large batch_size is, and a close() stops a long batch between chunks.
+        data: np.ndarray | None = None
+        labels = np.empty(self.batch_size, dtype=np.float32)
+        for start in range(0, self.batch_size, _CHUNK):
+            if self.stop_requested is not None and self.stop_requested.is_set():
+                raise _Stopped()
+            datums, whats = [], []
+            for _ in range(min(_CHUNK, self.batch_size - start)):
+                key, value = next(self._records)
+                whats.append(self._what(key))
+                datums.append(parse_datum(value, whats[-1]))
+            part = self.transformer.transform(datums_to_batch(datums, self.flag, whats))
+            if data is None:
+                data = np.empty((self.batch_size,) + part.shape[1:], dtype=np.float32)
+            elif part.shape[1:] != data.shape[1:]:
+                raise DataError(f"{whats[0]}: item of shape {list(part.shape[1:])} in a batch whose first "
+                                f"item has shape {list(data.shape[1:])} (all items of a batch must match)")
+            data[start:start + len(datums)] = part
+            labels[start:start + len(datums)] = [d.label for d in datums]
+        assert data is not None
         return data, labels
 
     def close(self) -> None:

@@ -9,17 +9,19 @@ trailing axes being 1 — a (N,) label is stored as (N, 1, 1, 1).
 Differences from Caffe: each forward replaces the two datasets (Caffe keeps
 the file open and aborts on the second forward, "Failed to make float
 dataset data"); the file is closed between forwards, so it can be read while
-the net lives.
+the net lives; each write is atomic (a reader sees the previous forward's
+file or this one's, never half of one).
 """
 
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 
+from ...atomic import write_hdf5
 from ...errors import DataError, ShapeError
 from ...proto import caffe_pb2
 from ..base import Layer, LayerContext, Shape
@@ -49,15 +51,11 @@ class HDF5Output(Layer):
         self._write({})
 
     def _write(self, arrays: dict[str, np.ndarray]) -> None:
-        import h5py
+        def fill(f: Any) -> None:
+            for name, arr in arrays.items():
+                f.create_dataset(name, data=arr)
 
-        try:
-            with h5py.File(self.file_name, "w") as f:
-                for name, arr in arrays.items():
-                    f.create_dataset(name, data=arr)
-        except OSError as exc:
-            raise self.error(f'cannot write HDF5 file "{os.path.abspath(self.file_name)}": {exc}',
-                             DataError) from None
+        write_hdf5(os.path.abspath(self.file_name), fill, self.where)  # a WriteError naming the file
 
     def top_shapes(self, bottom_shapes: Sequence[Shape]) -> list[Shape]:
         return []

@@ -120,19 +120,26 @@ def set_input_arrays(net: Any, data: np.ndarray, labels: np.ndarray) -> None:
         labels = np.ascontiguousarray(labels[:, np.newaxis, np.newaxis, np.newaxis])
     for arr, name, dims in ((data, "data array", (layer.channels, layer.height, layer.width)),
                             (labels, "labels array", (1, 1, 1))):
+        # pycaffe's messages, then what was expected and what came
         if not arr.flags["C_CONTIGUOUS"]:
-            raise InputArrayError(f"{name} must be C contiguous")
+            raise InputArrayError(f"{name} must be C contiguous (got strides {list(arr.strides)} for "
+                                  f"shape {list(arr.shape)}; pass np.ascontiguousarray(...))")
         if arr.ndim != 4:
-            raise InputArrayError(f"{name} must be 4-d")
+            raise InputArrayError(f"{name} must be 4-d: expected N x {' x '.join(map(str, dims))}, got "
+                                  f"shape {list(arr.shape)}")
         if arr.dtype != np.float32:
-            raise InputArrayError(f"{name} must be float32")
+            raise InputArrayError(f"{name} must be float32, got {arr.dtype}")
         for axis, what in zip(range(1, 4), ("channels", "height", "width")):
             if arr.shape[axis] != dims[axis - 1]:
-                raise InputArrayError(f"{name} has wrong {what}" if what != "channels"
-                                      else f"{name} has wrong number of channels")
+                head = f"{name} has wrong " + ("number of channels" if what == "channels" else what)
+                raise InputArrayError(
+                    head + f": expected {dims[axis - 1]} ({layer.where}: N x {' x '.join(map(str, dims))}), "
+                    f"got {arr.shape[axis]} (shape {list(arr.shape)})")
     if data.shape[0] != labels.shape[0]:
-        raise InputArrayError("data and labels must have the same first dimension")
+        raise InputArrayError(f"data and labels must have the same first dimension: {data.shape[0]} data "
+                              f"items, {labels.shape[0]} labels")
     if data.shape[0] % layer.batch_size:
-        raise InputArrayError("first dimensions of input arrays must be a multiple of batch size")
+        raise InputArrayError(f"first dimensions of input arrays must be a multiple of batch size: got "
+                              f"{data.shape[0]} items, batch size {layer.batch_size} ({layer.where})")
     net._input_arrays = (data, labels)  # pycaffe keeps them alive with the net
     layer.reset(data, labels, data.shape[0])

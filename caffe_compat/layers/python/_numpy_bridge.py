@@ -25,8 +25,9 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from ...blob import Blob
-from ...python_layer import (BlobVec, LayerParamBlob, Phase, PythonLayerError, bind, load_stored, settle,
-                             user_error)
+from ...errors import layer_where
+from ...python_layer import (BlobVec, Layer, LayerParamBlob, Phase, PythonLayerError, bind, load_stored,
+                             settle, user_error)
 
 if TYPE_CHECKING:
     from .python import PythonLayer
@@ -53,9 +54,7 @@ def _instantiate(cls: type, param: Any) -> Any:
     try:
         return cls(param)  # Caffe's GetPythonLayer: module.attr(layer)(param)
     except TypeError:
-        from ...python_layer import Layer
-
-        if issubclass(cls, Layer):
+        if isinstance(cls, type) and issubclass(cls, Layer):
             raise
         return cls()  # a duck-typed class with a no-argument constructor
 
@@ -67,6 +66,10 @@ class NumpyBridge:
         self.host = host
         lp = host.layer_param
         self.user = user = self._call_user(lambda: _instantiate(cls, lp), "__init__")
+        if not isinstance(user, Layer) and not callable(getattr(user, "forward", None)):
+            raise PythonLayerError(f"{host.where} ({host.origin}): a {type(user).__name__} is not a "
+                                   "caffe.Layer (it has no forward() method); derive the class from "
+                                   "caffe.Layer")
         user.param_str = lp.python_param.param_str
         user.phase = Phase(host.phase)  # an int whose str() is 'TRAIN'/'TEST'
         if not isinstance(getattr(user, "blobs", None), BlobVec):
@@ -76,6 +79,11 @@ class NumpyBridge:
         self.inplace = frozenset(j for j, t in enumerate(lp.top) if j < len(lp.bottom) and lp.bottom[j] == t)
         self.tops: list[Blob] = [self.bottoms[j] if j in self.inplace else Blob((0,), device)
                                  for j in range(len(lp.top))]
+        for blob, name in [*zip(self.bottoms, lp.bottom), *zip(self.tops, lp.top)]:
+            blob._name = name  # for messages: 'blob "out": negative dimension ...'
+        # The shape objects the tops start with: still the same object after
+        # setup()/reshape() means the layer never shaped that top.
+        self._unshaped = [None if j in self.inplace else t._shape for j, t in enumerate(self.tops)]
         for blob, shape in zip(self.bottoms, bottom_shapes):
             bind(blob, torch.zeros(shape, dtype=torch.float32, device=device))
         self.call("setup", self.bottoms, self.tops)
@@ -154,7 +162,25 @@ class NumpyBridge:
         self.call("reshape", self.bottoms, self.tops)
         self.adopt_blobs()
         self.user.blobs.freeze(self.host.where)
+        self._check_tops_shaped()
         return [tuple(t.shape) for t in self.tops]
+
+    def _check_tops_shaped(self) -> None:
+        """A top that setup()/reshape() never shaped, read by a later layer, is this
+        layer's mistake: say so here rather than let that layer blame its bottom.
+        (A top nobody reads, or only Python layers read, may be shaped in forward:
+        Caffe runs such nets.)"""
+        for j, (blob, unshaped) in enumerate(zip(self.tops, self._unshaped)):
+            if unshaped is None or blob._shape is not unshaped:
+                continue
+            name = self.host.layer_param.top[j]
+            readers = [lp for lp in self.host.readers_of(name) if lp.type != "Python"]
+            if readers:
+                raise PythonLayerError(
+                    f'{self.host.where} ({self.host.origin}): setup() and reshape() never set the shape '
+                    f'of top {j} "{name}", which {layer_where(readers[0].type, readers[0].name)} reads; '
+                    f"call top[{j}].reshape(...) in setup() or reshape()")
+        self._unshaped = [None] * len(self.tops)  # checked once, after the first reshape
 
     def forward(self, bottoms: Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:
         self.user.blobs.freeze(self.host.where)

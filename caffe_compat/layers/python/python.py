@@ -125,6 +125,25 @@ class PythonLayer(Layer):
                   "(Caffe would use 0 and train nothing; set loss_weight: 0 to opt out)",
                   self.where, " and ".join(says), "say" if len(says) > 1 else "says", lp.top[0])
 
+    def readers_of(self, blob: str) -> list[Any]:
+        """The LayerParameters of the later layers that read ``blob`` (through
+        any Split layers the net inserted)."""
+        try:
+            layers = list(self.ctx.net._param.layer) if self.ctx.net is not None else []
+        except (AttributeError, ReferenceError):
+            return []
+        tops = list(self.layer_param.top)
+        mine = [i for i, lp in enumerate(layers) if lp.name == self.name and list(lp.top) == tops]
+        found: list[Any] = []
+        wanted, start = {blob}, (mine[0] + 1 if mine else len(layers))
+        for lp in layers[start:]:
+            if wanted.intersection(lp.bottom):
+                if lp.type == "Split":
+                    wanted.update(lp.top)
+                else:
+                    found.append(lp)
+        return found
+
     def _consumer_of(self, blob: str) -> str | None:
         """The name of a later layer of the net that reads ``blob``, if any."""
         try:

@@ -1,7 +1,7 @@
 # caffe_compat — the commands a user and CI run.
 #
 #   make demo       install, then train LeNet on an embedded data set and print the result
-#   make test       install, then run the test suite (about 10 minutes on 2 cores)
+#   make test       install, then run the test suite (about 2 minutes on 2 cores)
 #   make test-long  the long runs too (whole models, long trajectories)
 #   make bench      benchmarks (bench/), ratios against hand-written PyTorch
 #   make proto      regenerate caffe_compat/proto/*_pb2.py(i) from the .proto files
@@ -23,11 +23,16 @@ GPU_PY ?= 3.12
 .PHONY: install models demo test test-long test-cuda gpu-check gpu-wheels bench proto layers-md lint typecheck golden caffe-ref clean
 
 $(STAMP): setup.cfg pyproject.toml
+	@echo "== installing into $(VENV)/ (about a minute the first time)"
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo "== upgrading pip"
 	$(PIP) install -q --upgrade pip
+	@echo "== installing PyTorch ($(TORCH_SPEC); the longest step)"
 	$(PIP) install -q "$(TORCH_SPEC)"
+	@echo "== installing caffe-compat and its test and dev packages (OpenCV, ONNX, pytest, ...)"
 	$(PIP) install -q -e ".[test,dev]"
 	touch $(STAMP)
+	@echo "== installed; $(PY) is ready"
 
 install: $(STAMP)
 

@@ -8,6 +8,7 @@ land) solvers, ``Layer`` for Python layers, ``io``, ``NetSpec``.
 from __future__ import annotations
 
 from ._version import __version__
+from .log import configure_from_env as _configure_logging
 from .blob import Blob
 from .errors import CaffeCompatError
 from .layers.registry import layer_type_list
@@ -96,3 +97,5 @@ __all__ = [
     "to_proto",
     "to_torch",
 ]
+
+_configure_logging()  # GLOG_minloglevel & co., as pycaffe honours them

@@ -11,12 +11,16 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import pkgutil
 import sys
+import sysconfig
+import traceback
+from types import TracebackType
 from typing import Callable, Sequence
 
 from .errors import CaffeCompatError
-from .log import setup_logging
+from .log import FILES_ONLY, setup_cli_logging
 
 __all__ = ["main", "command", "gflags_argv", "bool_flags", "parse_bool", "Command"]
 
@@ -145,15 +149,82 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "_command", None):
         parser.print_help()
         return 1
-    setup_logging(logging.INFO)
+    setup_cli_logging()
     try:
         return int(args._command.run(args) or 0)
-    except CaffeCompatError as exc:
-        logging.getLogger("caffe_compat").error("%s", exc)
-        print(f"caffe-compat {args.command}: error: {exc}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # noqa: BLE001 - reported below, or re-raised if it is our bug
+        frames = user_frames(exc)
+        if not isinstance(exc, (CaffeCompatError, OSError)) and not frames:
+            raise  # a bug in caffe_compat: keep the whole traceback
+        report_error(args.command, exc, frames)
+        return 1
+
+
+# ------------------------------------------------------------------ errors
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def _library_dirs() -> tuple[str, ...]:
+    """Where the interpreter's and installed packages' code lives (not the user's)."""
+    dirs = set()
+    for scheme_vars in ({}, {"base": sys.base_prefix, "platbase": sys.base_exec_prefix}):
+        paths = sysconfig.get_paths(vars=scheme_vars) if scheme_vars else sysconfig.get_paths()
+        for key in ("stdlib", "platstdlib", "purelib", "platlib"):
+            if paths.get(key):
+                dirs.add(os.path.abspath(paths[key]) + os.sep)
+    return tuple(sorted(dirs))
+
+
+def _is_user_file(filename: str) -> bool:
+    if filename.startswith("<"):
+        return False
+    path = os.path.abspath(filename)
+    return not path.startswith(_PACKAGE_DIR) and not path.startswith(_library_dirs())
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and the exceptions it was raised from, innermost last."""
+    out: list[BaseException] = []
+    while exc is not None and exc not in out:
+        out.append(exc)
+        exc = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)  # type: ignore
+    return out
+
+
+def user_frames(exc: BaseException, limit: int = 3) -> list[traceback.FrameSummary]:
+    """The last ``limit`` frames of the user's own code (a Python layer, a script)
+    in the traceback of ``exc`` or of the exception it was raised from."""
+    for link in reversed(_chain(exc)):
+        tb: TracebackType | None = link.__traceback__
+        frames = [f for f in traceback.extract_tb(tb) if _is_user_file(f.filename)]
+        if frames:
+            return frames[-limit:]
+    return []
+
+
+def error_message(exc: BaseException) -> str:
+    """One line for ``exc``: its message, or its type and message when the type says something."""
+    text = str(exc)
+    if isinstance(exc, CaffeCompatError):
+        return text or type(exc).__name__
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return f"{exc.filename}: {exc.strerror or exc}"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def report_error(command_name: str, exc: BaseException,
+                 frames: Sequence[traceback.FrameSummary] = ()) -> None:
+    """The command's error, printed once: ``caffe-compat CMD: error: ...`` on stderr
+    (and as an ``E`` line in glog's files), then where in the user's code it happened."""
+    message = error_message(exc)
+    logging.getLogger("caffe_compat").error("%s", message, extra=FILES_ONLY)
+    print(f"caffe-compat {command_name}: error: {message}", file=sys.stderr)
+    for f in frames:
+        print(f'  File "{f.filename}", line {f.lineno}, in {f.name}', file=sys.stderr)
+        if f.line:
+            print(f"    {f.line.strip()}", file=sys.stderr)
 
 
 if __name__ == "__main__":

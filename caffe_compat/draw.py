@@ -31,6 +31,8 @@ from .errors import UnsupportedError
 from .proto import caffe_pb2
 
 __all__ = [
+    "check_renderer",
+    "file_format",
     "LAYER_STYLE_DEFAULT",
     "NEURON_LAYER_STYLE",
     "BLOB_STYLE",
@@ -183,28 +185,41 @@ def _have_dot() -> bool:
     return shutil.which("dot") is not None
 
 
+def check_renderer(ext: str) -> None:
+    """Raise UnsupportedError now if drawing to ``.ext`` needs Graphviz's ``dot`` and it is missing."""
+    ext = ext.lower()
+    if ext in _SOURCE_FORMATS or ext in _SOURCE_IF_NO_DOT or _have_dot():
+        return
+    raise UnsupportedError(
+        f"drawing to .{ext} needs Graphviz's `dot` program, which is not on PATH "
+        "(install Graphviz, e.g. `apt-get install graphviz`); .raw and .dot output "
+        "(the graph source) work without it"
+    )
+
+
 def draw_net(caffe_net: Any, rankdir: str, ext: str = "png", phase: int | None = None,
              display_lrm: bool = False) -> bytes:
     """The net drawn in format ``ext`` (png, svg, pdf, ... ; raw = DOT source) as bytes."""
+    check_renderer(ext)
     graph = get_pydot_graph(caffe_net, rankdir, phase=phase, display_lrm=display_lrm)
     ext = ext.lower()
     if ext in _SOURCE_FORMATS or (ext in _SOURCE_IF_NO_DOT and not _have_dot()):
         return graph.to_string().encode("utf-8")
-    if not _have_dot():
-        raise UnsupportedError(
-            f"drawing to .{ext} needs Graphviz's `dot` program, which is not on PATH "
-            "(install Graphviz, e.g. `apt-get install graphviz`); .raw and .dot output "
-            "(the graph source) work without it"
-        )
     image: Any = graph.create(format=ext)  # bytes (pydot's annotation says str)
     return image
+
+
+def file_format(filename: str | os.PathLike[str]) -> str:
+    """The drawing format a file name asks for: its extension (``png`` without one)."""
+    name = os.fspath(filename)
+    return name[name.rfind(".") + 1:] if "." in os.path.basename(name) else "png"
 
 
 def draw_net_to_file(caffe_net: Any, filename: str | os.PathLike[str], rankdir: str = "LR",
                      phase: int | None = None, display_lrm: bool = False) -> None:
     """Draw the net into ``filename``; its extension picks the format (``.raw``: DOT source)."""
     name = os.fspath(filename)
-    ext = name[name.rfind(".") + 1:] if "." in os.path.basename(name) else "png"
+    ext = file_format(name)
     data = draw_net(caffe_net, rankdir, ext, phase, display_lrm)
     with open(name, "wb") as fid:
         fid.write(data)

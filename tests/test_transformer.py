@@ -19,7 +19,7 @@ from caffe_compat.data import datum as dm
 from caffe_compat.data import image as im
 from caffe_compat.data.db import DBReader, DBWriter, backend_name
 from caffe_compat.data.transformer import DataTransformer, load_mean_file
-from caffe_compat.errors import DataError
+from caffe_compat.errors import DataError, UnsupportedError
 from caffe_compat.proto import caffe_pb2
 from caffe_compat.proto.files import parse_text
 
@@ -175,7 +175,7 @@ def test_datum_round_trips():
         dm.array_to_datum(np.zeros((2, 2)))
 
 
-def test_encoded_datum_decodes_bgr():
+def test_encoded_datum_decodes_bgr(image_backend):
     rgb = np.random.default_rng(0).integers(0, 256, size=(5, 6, 3)).astype(np.uint8)
     buf = io.BytesIO()
     Image.fromarray(rgb).save(buf, format="PNG")
@@ -210,7 +210,7 @@ def _png(arr: np.ndarray, mode: str | None = None, **info) -> bytes:
     return buf.getvalue()
 
 
-def test_decode_modes_follow_opencv():
+def test_decode_modes_follow_opencv(image_backend):
     rgba = np.random.default_rng(0).integers(0, 256, size=(3, 4, 4)).astype(np.uint8)
     data = _png(rgba)
     assert im.decode(data, im.IMREAD_UNCHANGED).shape == (3, 4, 4)  # BGRA
@@ -227,7 +227,7 @@ def test_decode_modes_follow_opencv():
     np.testing.assert_array_equal(im.decode(buf.getvalue(), im.IMREAD_GRAYSCALE)[..., 0], gray)
 
 
-def test_sixteen_bit_png_keeps_the_high_byte():
+def test_sixteen_bit_png_keeps_the_high_byte(image_backend):
     a = (np.arange(12, dtype=np.uint16).reshape(3, 4) * 5000).astype(np.uint16)
     img = Image.fromarray(a)
     buf = io.BytesIO()
@@ -237,14 +237,14 @@ def test_sixteen_bit_png_keeps_the_high_byte():
         im.decode(buf.getvalue(), im.IMREAD_UNCHANGED)
 
 
-def test_bad_image_data_and_missing_file():
+def test_bad_image_data_and_missing_file(image_backend):
     with pytest.raises(DataError, match="cannot decode"):
         im.decode(b"not an image", what="x.png")
     with pytest.raises(DataError, match="no/such.png"):
         im.read("no/such.png")
 
 
-def test_resize_same_size_is_a_copy_and_2x_is_area_average():
+def test_resize_same_size_is_a_copy_and_2x_is_area_average(image_backend):
     a = np.random.default_rng(0).integers(0, 256, size=(4, 6, 3)).astype(np.uint8)
     b = im.resize_linear(a, 4, 6)
     assert b is not a and np.array_equal(a, b)
@@ -254,7 +254,7 @@ def test_resize_same_size_is_a_copy_and_2x_is_area_average():
     np.testing.assert_array_equal(half, want)
 
 
-def test_resize_constant_stays_constant_and_range_holds():
+def test_resize_constant_stays_constant_and_range_holds(image_backend):
     a = np.full((7, 5, 1), 200, np.uint8)
     assert (im.resize_linear(a, 13, 3) == 200).all()
     r = np.random.default_rng(1).integers(0, 256, size=(9, 11, 3)).astype(np.uint8)
@@ -263,7 +263,7 @@ def test_resize_constant_stays_constant_and_range_holds():
 
 
 @pytest.mark.parametrize("ext", ["png", "bmp", "jpg"])
-def test_encode_round_trip(ext):
+def test_encode_round_trip(ext, image_backend):
     y, x, c = np.mgrid[0:8, 0:8, 0:3]
     a = (20 * x + 10 * y + 5 * c).astype(np.uint8)  # smooth, so JPEG stays close
     back = im.decode(im.encode(a, ext), im.IMREAD_COLOR)
@@ -310,3 +310,36 @@ def test_db_errors(tmp_path):
     DBWriter(tmp_path / "empty", "lmdb").close()
     with pytest.raises(DataError, match="is empty"):
         DBReader(tmp_path / "empty", "lmdb").first()
+
+
+def test_pillow_path_resizes_as_opencv_does():
+    """The numpy INTER_LINEAR of the Pillow path against OpenCV's own resize, many shapes."""
+    if im._cv2() is None:
+        pytest.skip("opencv-python-headless is not installed")
+    rng = np.random.RandomState(11)
+    for _ in range(60):
+        h, w = rng.randint(1, 40, 2)
+        nh, nw = rng.randint(1, 60, 2)
+        channels = rng.choice([1, 3, 4])
+        img = rng.randint(0, 256, (h, w, channels)).astype(np.uint8)
+        with im.use_backend("opencv"):
+            want = im.resize_linear(img, nh, nw)
+        with im.use_backend("pillow"):
+            got = im.resize_linear(img, nh, nw)
+        np.testing.assert_array_equal(got, want, err_msg=f"{h}x{w}x{channels} -> {nh}x{nw}")
+
+
+def test_backend_choice(monkeypatch):
+    monkeypatch.setenv(im.BACKEND_ENV, "pillow")
+    assert im.backend() == "pillow"
+    monkeypatch.setenv(im.BACKEND_ENV, "gif")
+    with pytest.raises(UnsupportedError, match="expected one of opencv, pillow"):
+        im.backend()
+    monkeypatch.delenv(im.BACKEND_ENV)
+    assert im.backend() == ("opencv" if im._cv2() is not None else "pillow")
+    with pytest.raises(UnsupportedError):
+        im.set_backend("tiff")
+    monkeypatch.setattr(im, "_cv2", lambda: None)
+    assert im.backend() == "pillow"
+    with pytest.raises(UnsupportedError, match="caffe-compat\\[opencv\\]"):
+        im.set_backend("opencv")

@@ -144,3 +144,109 @@ def test_real_pycaffe_agrees_on_a_fork_free_net(model):
     report = verify_cmd.verify(str(path), str(weights), caffe_python=python, backward=True)
     assert report.ok, report.table()
     assert {r.kind for r in report.rows} == {"blob", "diff", "param diff"}
+
+
+# ------------------------------------------------------------------ label inputs
+TRAIN_VAL = """name: "tv"
+layer { name: "in" type: "Input" top: "data" top: "label" top: "sim"
+        input_param { shape { dim: 6 dim: 3 dim: 4 dim: 4 } shape { dim: 6 } shape { dim: 6 } } }
+layer { name: "ip" type: "InnerProduct" bottom: "data" top: "ip"
+        inner_product_param { num_output: 7 weight_filler { type: "xavier" } } }
+layer { name: "loss" type: "SoftmaxWithLoss" bottom: "ip" bottom: "label" top: "loss" }
+layer { name: "acc" type: "Accuracy" bottom: "ip" bottom: "label" top: "acc" accuracy_param { top_k: 2 } }
+layer { name: "ip2" type: "InnerProduct" bottom: "data" top: "ip2" inner_product_param { num_output: 2 } }
+layer { name: "closs" type: "ContrastiveLoss" bottom: "ip2" bottom: "ip2" bottom: "sim" top: "closs" }
+"""
+
+
+def test_label_inputs_follow_splits_to_their_class_count(tmp_path):
+    import caffe_compat as caffe
+
+    (tmp_path / "tv.prototxt").write_text(TRAIN_VAL)
+    net = caffe.Net(str(tmp_path / "tv.prototxt"), caffe.TEST)
+    assert verify_cmd.label_inputs(net) == {"label": (7, 'SoftmaxWithLoss "loss"'),
+                                            "sim": (2, 'ContrastiveLoss "closs"')}
+
+
+def test_train_val_net_gets_valid_labels_by_default(tmp_path, fake):
+    """Through the console script: random float labels made SoftmaxWithLoss fail before."""
+    (tmp_path / "tv.prototxt").write_text(TRAIN_VAL)
+    cli = Path(sys.executable).parent / "caffe-compat"
+    done = subprocess.run([str(cli), "verify", "--model", "tv.prototxt", "--caffe-python", fake],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert 'note: input "label" got random integer labels in [0, 7)' in done.stdout
+    assert "--input label=FILE.npy" in done.stdout
+    assert "all within tolerance" in done.stdout
+
+
+PY_LOSS = '''import caffe
+import numpy as np
+
+
+class HalfSquare(caffe.Layer):
+    def setup(self, bottom, top):
+        pass
+
+    def reshape(self, bottom, top):
+        top[0].reshape(1)
+
+    def forward(self, bottom, top):
+        top[0].data[...] = np.sum(bottom[0].data ** 2) / 2
+
+    def backward(self, top, propagate_down, bottom):
+        bottom[0].diff[...] = bottom[0].data * top[0].diff[0]
+'''
+PY_NET = """name: "py"
+layer { name: "in" type: "Input" top: "data" input_param { shape { dim: 2 dim: 3 } } }
+layer { name: "ip" type: "InnerProduct" bottom: "data" top: "ip"
+        inner_product_param { num_output: 4 weight_filler { type: "xavier" } } }
+layer { name: "loss" type: "Python" bottom: "ip" top: "loss"
+        python_param { module: "halfsquare" layer: "HalfSquare" } }
+"""
+
+
+def _python_loss_model(tmp_path):
+    (tmp_path / "halfsquare.py").write_text(PY_LOSS)
+    (tmp_path / "py.prototxt").write_text(PY_NET)
+    return tmp_path / "py.prototxt"
+
+
+def test_python_loss_weight_rule_is_named_in_the_rows(tmp_path, monkeypatch):
+    """What real Caffe reports for this net: loss weight 0, so every gradient is 0."""
+    import json
+
+    import caffe_compat as caffe
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+    net = caffe.Net(str(_python_loss_model(tmp_path)), caffe.TEST)
+    net.blobs["data"].data[...] = np.random.RandomState(0).randn(2, 3)
+    net.forward()
+    net.backward()
+    meta = {"blobs": list(net.blobs), "loss_weights": {"data": 0, "ip": 0, "loss": 0}}
+    ref = {"meta": np.array(json.dumps(meta))}
+    for name, blob in net.blobs.items():
+        ref["blob/" + name] = blob.data.copy()
+        ref["diff/" + name] = np.zeros_like(blob.diff)
+    for layer, blobs in net.params.items():
+        for i, b in enumerate(blobs):
+            ref[f"pdiff/{layer}/{i}"] = np.zeros_like(b.diff)
+    report = verify_cmd.compare(net, ref, 1e-4, backward=True)
+    assert report.ok
+    documented = [r for r in report.rows if r.documented]
+    assert {(r.kind, r.name) for r in documented} == {("diff", "ip"), ("diff", "loss"),
+                                                      ("param diff", "ip[0]"), ("param diff", "ip[1]")}
+    table = report.table()
+    assert "inf" not in table
+    assert 'blob "loss" of Python layer "loss" has loss weight 1 here and 0 in Caffe' in table
+    assert "Python layers used as losses" in table and "4 differ by a documented difference" in table
+
+
+def test_real_pycaffe_python_loss_rows_say_why(tmp_path):
+    python = _real_reference()
+    if python is None:
+        pytest.skip("no real pycaffe here (set CAFFE_COMPAT_REFERENCE_PYTHON or make caffe-ref)")
+    model = _python_loss_model(tmp_path)
+    report = verify_cmd.verify(str(model), caffe_python=python, backward=True)
+    assert report.ok, report.table()
+    assert any(r.documented for r in report.rows) and "documented difference" in report.table()

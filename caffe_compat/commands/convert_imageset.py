@@ -12,8 +12,10 @@ stores image file bytes instead of pixels: the original file when it needs no
 change and its extension matches, otherwise the image re-encoded. Flags:
 ``--backend`` lmdb|leveldb, ``--check_size`` (all items the same size).
 
-Differences from Caffe: re-encoded images are written by Pillow (JPEG
-quality 95, PNG level 1 as OpenCV), so their bytes differ; ``--shuffle`` draws
+Differences from Caffe: re-encoded images are written by the installed
+OpenCV's ``imencode`` (or, without OpenCV, by Pillow with OpenCV's JPEG
+quality 95 and PNG level 1), whose libraries may differ from the ones Caffe
+was built with, and so may their bytes; ``--shuffle`` draws
 from caffe_compat's seeded generator. Unreadable images are logged and left
 out, as in Caffe, and counted in a summary line.
 """

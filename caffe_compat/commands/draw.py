@@ -34,6 +34,7 @@ def setup(parser: argparse.ArgumentParser):
         from .. import draw
 
         net = draw.read_net(args.input_net_proto_file)
+        draw.check_renderer(draw.file_format(args.output_image_file))  # before announcing it
         print(f"Drawing net to {args.output_image_file}")
         draw.draw_net_to_file(net, args.output_image_file, args.rankdir,
                               _PHASES[args.phase], args.display_lrm)

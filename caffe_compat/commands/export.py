@@ -1,13 +1,87 @@
-"""``caffe-compat export``: a Caffe model as ONNX (or a torch.export program)."""
+"""``caffe-compat export``: a Caffe model as ONNX (or a torch.export program).
+
+    caffe-compat export --model deploy.prototxt --weights net.caffemodel --onnx net.onnx
+
+The ONNX file is self-contained (weights inside) when the model fits
+protobuf's 2 GB limit; larger models store their weights as ONNX external
+data in files beside it, and the log names every file written (they must be
+kept together). ``--external_data=true|false`` overrides the choice.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import os
+import warnings
+from typing import Any, Iterator
 
-from ..cli import command
+from ..cli import command, parse_bool
+
+__all__ = ["PROTOBUF_LIMIT", "needs_external_data", "onnx_files"]
 
 _log = logging.getLogger("caffe_compat")
+
+# protobuf refuses messages of 2 GiB and more; leave room for the graph itself.
+PROTOBUF_LIMIT = 2**31 - 1
+_GRAPH_MARGIN = 64 * 2**20
+
+
+def weight_bytes(module: Any) -> int:
+    """Bytes of the module's parameters and buffers (each tensor counted once)."""
+    seen: set[int] = set()
+    total = 0
+    for t in list(module.parameters()) + list(module.buffers()):
+        if id(t) not in seen:
+            seen.add(id(t))
+            total += t.numel() * t.element_size()
+    return total
+
+
+def needs_external_data(nbytes: int, choice: bool | None = None) -> bool:
+    """Whether weights of ``nbytes`` go to external data (``choice`` forces it)."""
+    if choice is not None:
+        return choice
+    return nbytes + _GRAPH_MARGIN >= PROTOBUF_LIMIT
+
+
+def onnx_files(path: str) -> list[str]:
+    """The ONNX file and the external data files it refers to (in the order first referenced)."""
+    import onnx
+
+    model = onnx.load(path, load_external_data=False)
+    found: list[str] = [path]
+    folder = os.path.dirname(path)
+    tensors = list(model.graph.initializer)
+    for node in model.graph.node:
+        tensors.extend(a.t for a in node.attribute if a.HasField("t"))
+    for t in tensors:
+        if t.data_location == onnx.TensorProto.EXTERNAL:
+            for entry in t.external_data:
+                if entry.key == "location":
+                    where = os.path.join(folder, entry.value)
+                    if where not in found:
+                        found.append(where)
+    return found
+
+
+@contextlib.contextmanager
+def _quiet_exporter() -> Iterator[None]:
+    """torch's exporter notes that optional packages (torchvision) are missing and
+    raises FutureWarnings of its own; none of that concerns a Caffe model."""
+    names = ("torch.onnx", "torch.export", "torch._export", "onnxscript")
+    saved = {n: logging.getLogger(n).level for n in names}
+    try:
+        for n in names:
+            logging.getLogger(n).setLevel(logging.ERROR)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            yield
+    finally:
+        for n, level in saved.items():
+            logging.getLogger(n).setLevel(level)
 
 
 @command("export", "export a model to ONNX or a torch.export program")
@@ -21,7 +95,11 @@ def setup(parser: argparse.ArgumentParser):
     parser.add_argument("--outputs", default="", help="comma-separated blobs to return "
                         "(default: the outputs, loss layers left out)")
     parser.add_argument("--keep_losses", action="store_true", help="keep loss layers in the graph")
-    parser.add_argument("--opset", type=int, default=18)
+    parser.add_argument("--opset", type=int, default=18,
+                        help="ONNX opset version to target (default: 18; onnxruntime 1.15+ runs it)")
+    parser.add_argument("--external_data", type=parse_bool, default=None, metavar="true|false",
+                        help="store the ONNX weights in a separate file beside the model "
+                             "(default: only when they do not fit protobuf's 2 GB limit)")
 
     def run(args: argparse.Namespace) -> int:
         import torch
@@ -39,15 +117,24 @@ def setup(parser: argparse.ArgumentParser):
         module = to_torch(net, outputs=outputs, drop_losses=not args.keep_losses).eval()
         example = tuple(net.blobs[name].tensor.detach() for name in module.input_names)
         if args.exported_program:
-            program = torch.export.export(module, example)
-            torch.export.save(program, args.exported_program)
+            with _quiet_exporter():
+                program = torch.export.export(module, example)
+                torch.export.save(program, args.exported_program)
             _log.info("Wrote torch.export program %s", args.exported_program)
         if args.onnx:
-            torch.onnx.export(module, example, args.onnx, dynamo=True, opset_version=args.opset,
-                              input_names=list(module.input_names),
-                              output_names=list(module.output_names))
+            nbytes = weight_bytes(module)
+            external = needs_external_data(nbytes, args.external_data)
+            with _quiet_exporter():
+                torch.onnx.export(module, example, args.onnx, dynamo=True, opset_version=args.opset,
+                                  input_names=list(module.input_names),
+                                  output_names=list(module.output_names),
+                                  external_data=external, verbose=False)
+            files = onnx_files(args.onnx)
             _log.info("Wrote ONNX model %s (inputs %s, outputs %s)", args.onnx,
                       ", ".join(module.input_names), ", ".join(module.output_names))
+            if len(files) > 1:
+                _log.info("Its weights (%.1f MB) are external data in %s: keep %s together",
+                          nbytes / 1e6, ", ".join(files[1:]), " and ".join(files))
         return 0
 
     return run

@@ -4,9 +4,13 @@ Reads a log in Caffe's wording (ours or Caffe's own) and draws, against the
 iteration number:
 
 * the training loss (the smoothed ``Iteration N (...), loss = v`` values) and
-  every test-net output whose name contains "loss";
-* every other test-net output (accuracy and the like), if any;
-* the learning rate (``Iteration N, lr = r``), if logged.
+  every test-net output whose name contains "loss", on a log scale when all
+  are positive (a loss falls by orders of magnitude);
+* every other test-net output (accuracy and the like), if any, labelled with
+  their names;
+* the learning rate (``Iteration N, lr = r``), if logged, continued (dashed)
+  at its last logged value up to the log's last iteration (Caffe logs it
+  every ``display`` iterations, so its last line is before the end).
 
 Lines that are not Caffe's (warnings, a script's prints) are ignored. Drawn
 with matplotlib's Agg backend (no display needed). :func:`read_log` returns the
@@ -20,17 +24,19 @@ import os
 import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..cli import command
 from ..errors import DataError
 
-__all__ = ["TrainingLog", "read_log", "plot_log"]
+__all__ = ["TrainingLog", "read_log", "plot_log", "figure", "metrics_label"]
 
 _NUM = r"([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:nan|inf))"
 _TRAIN_LOSS = re.compile(r"Iteration (\d+)(?: \([^)]*\))?, loss = " + _NUM)
 _LR = re.compile(r"Iteration (\d+), lr = " + _NUM)
 _TESTING = re.compile(r"Iteration (\d+), Testing net \(#(\d+)\)")
 _OUTPUT = re.compile(r"(Train|Test) net output #\d+: (\S+) = " + _NUM)
+_ANY_ITERATION = re.compile(r"\bIteration (\d+)\b")
 
 Curve = list[tuple[int, float]]
 
@@ -41,6 +47,7 @@ class TrainingLog:
     learning_rate: Curve = field(default_factory=list)
     train_outputs: "OrderedDict[str, Curve]" = field(default_factory=OrderedDict)
     test_outputs: "OrderedDict[str, Curve]" = field(default_factory=OrderedDict)
+    last_iteration: int = 0  # the highest "Iteration N" in the log
 
 
 def read_log(path: str | os.PathLike[str]) -> TrainingLog:
@@ -55,6 +62,9 @@ def read_log(path: str | os.PathLike[str]) -> TrainingLog:
     n_test_nets = 1
     with f:
         for line in f:
+            m = _ANY_ITERATION.search(line)
+            if m:
+                log.last_iteration = max(log.last_iteration, int(m.group(1)))
             m = _TRAIN_LOSS.search(line)
             if m:
                 iteration = int(m.group(1))
@@ -83,8 +93,25 @@ def read_log(path: str | os.PathLike[str]) -> TrainingLog:
     return log
 
 
+def metrics_label(names: list[str]) -> str:
+    """The y label of the test-outputs panel: what is drawn there."""
+    if len(names) <= 2:
+        return "test " + " and ".join(names)
+    return f"test outputs ({len(names)}, see legend)"
+
+
 def plot_log(log: TrainingLog, output: str, title: str | None = None) -> str:
     """Draw ``log`` into the image file ``output``; returns ``output``."""
+    import matplotlib.pyplot as plt
+
+    fig = figure(log, title)
+    fig.savefig(output, dpi=100)
+    plt.close(fig)
+    return output
+
+
+def figure(log: TrainingLog, title: str | None = None) -> Any:
+    """The matplotlib figure of ``log`` (loss, test outputs, learning rate panels)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -99,30 +126,37 @@ def plot_log(log: TrainingLog, output: str, title: str | None = None) -> str:
         ax.plot(*zip(*log.train_loss), label="train loss (smoothed)")
     for name, curve in losses.items():
         ax.plot(*zip(*curve), marker="o", markersize=3, label=f"test {name}")
-    ax.set_ylabel("loss")
+    values = [y for curve in [log.train_loss, *losses.values()] for _, y in curve]
+    if values and min(values) > 0:
+        ax.set_yscale("log")
+        ax.set_ylabel("loss (log scale)")
+    else:
+        ax.set_ylabel("loss")
     if log.train_loss or losses:
         ax.legend(loc="best")
-    ax.grid(alpha=0.3)
+    ax.grid(alpha=0.3, which="both" if values and min(values) > 0 else "major")
     row = 1
     if metrics:
         ax = axes[row][0]
         for name, curve in metrics.items():
             ax.plot(*zip(*curve), marker="o", markersize=3, label=f"test {name}")
-        ax.set_ylabel("test outputs")
+        ax.set_ylabel(metrics_label(list(metrics)))
         ax.legend(loc="best")
         ax.grid(alpha=0.3)
         row += 1
     if log.learning_rate:
         ax = axes[row][0]
-        ax.plot(*zip(*log.learning_rate), color="gray")
+        its, rates = zip(*log.learning_rate)
+        ax.plot(its, rates, color="gray")
+        if log.last_iteration > its[-1]:  # not logged after the last display: held, dashed
+            ax.plot([its[-1], log.last_iteration], [rates[-1]] * 2, color="gray", linestyle="--")
         ax.set_ylabel("learning rate")
         ax.grid(alpha=0.3)
+    axes[-1][0].set_xlim(left=0, right=max(log.last_iteration, 1))
     axes[-1][0].set_xlabel("iteration")
     fig.suptitle(title or "training log")
     fig.tight_layout()
-    fig.savefig(output, dpi=100)
-    plt.close(fig)
-    return output
+    return fig
 
 
 @command("plot", "draw loss/accuracy curves of a training log to a PNG")

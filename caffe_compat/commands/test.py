@@ -41,6 +41,9 @@ def setup(parser: argparse.ArgumentParser):
             raise CaffeCompatError("Need a model definition to score: --model=NET.prototxt")
         if not args.weights:
             raise CaffeCompatError("Need model weights to score: --weights=MODEL.caffemodel")
+        if args.iterations <= 0:
+            raise CaffeCompatError(f"--iterations={args.iterations}: expected the number of batches "
+                                   "to score, 1 or more")
         gpus = parse_gpus(args.gpu)
         for extra in reversed(gpus[1:]):
             _log.info("Not using GPU #%d for single-GPU function", extra)
@@ -67,7 +70,7 @@ def setup(parser: argparse.ArgumentParser):
                         sums[idx] += score
                     _log.info("Batch %d, %s = %s", i, name, fmt(score))
                     idx += 1
-        n = max(args.iterations, 1)
+        n = args.iterations
         _log.info("Loss: %s", fmt(loss_total / n))
         weights = net.blob_loss_weights
         for k, total in enumerate(sums):

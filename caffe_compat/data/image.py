@@ -1,39 +1,54 @@
 """Images as Caffe's OpenCV calls see them: decode, read, resize, encode.
 
-Caffe reads images with OpenCV (``cv::imread`` / ``cv::imdecode``) and
-resizes them with ``cv::resize(..., INTER_LINEAR)``. Arrays here are what
-OpenCV's ``cv::Mat`` holds: ``uint8`` in (H, W, C) order with colour channels
-in **BGR** order, C = 1 (gray), 3 (BGR) or 4 (BGRA, only when decoding
-"unchanged").
+Caffe reads images with OpenCV (``cv::imread`` / ``cv::imdecode``), resizes
+them with ``cv::resize(..., INTER_LINEAR)`` and re-encodes them with
+``cv::imencode``. Arrays here are what OpenCV's ``cv::Mat`` holds: ``uint8``
+in (H, W, C) order with colour channels in **BGR** order, C = 1 (gray),
+3 (BGR) or 4 (BGRA, only when decoding "unchanged").
 
-* :func:`decode` uses Pillow but reproduces OpenCV's choices: colour JPEGs
-  read as gray take libjpeg's Y plane (Pillow's ``draft("L")``), colour PNGs
-  read as gray use libpng's truncating ``rgb_to_gray`` weights, other formats
-  OpenCV's fixed-point BGR→gray; 16-bit gray PNGs keep their high byte; EXIF
-  orientation is applied except for "unchanged" (as ``imdecode`` does).
-* :func:`resize_linear` is bit-exact with OpenCV 4's 8-bit ``INTER_LINEAR``
-  (11-bit fixed-point weights, the SIMD rounding of its vertical pass, and
-  the switch to area averaging for an exact 2× shrink).
+Two backends, chosen by :func:`backend`:
 
-Differences from Caffe: JPEG decoding goes through Pillow's libjpeg-turbo,
-which matches OpenCV's (ISLOW IDCT, fancy upsampling) on the images tested;
-:func:`encode` writes with Pillow, so re-encoded bytes differ from OpenCV's.
+* ``"opencv"`` (used when ``opencv-python-headless`` is installed:
+  ``pip install caffe-compat[opencv]``): OpenCV's own ``imdecode``,
+  ``resize`` and ``imencode``, so images decode, resize and encode as in
+  Caffe by construction, colour JPEGs with chroma subsampling included.
+* ``"pillow"`` (the fallback): Pillow, reproducing OpenCV's choices: colour
+  JPEGs read as gray take libjpeg's Y plane (Pillow's ``draft("L")``),
+  colour PNGs read as gray use libpng's truncating ``rgb_to_gray`` weights,
+  other formats OpenCV's fixed-point BGR→gray; 16-bit gray PNGs keep their
+  high byte; EXIF orientation is applied except for "unchanged" (as
+  ``imdecode`` does); :func:`resize_linear` is bit-exact with OpenCV 4's
+  8-bit ``INTER_LINEAR`` (11-bit fixed-point weights, the SIMD rounding of its
+  vertical pass, and the switch to area averaging for an exact 2× shrink).
+  Its differences from Caffe: colour JPEGs with chroma subsampling (4:2:0,
+  4:2:2) decode through Pillow's libjpeg-turbo with other upsampling than
+  OpenCV's build (channels differ by up to ~80 levels at sharp colour edges;
+  4:4:4 JPEGs decode bit-exactly); :func:`encode` writes with Pillow (JPEG
+  quality 95 as OpenCV's default), so re-encoded bytes differ from OpenCV's.
+
+``CAFFE_COMPAT_IMAGE_BACKEND=pillow`` (or :func:`set_backend`) picks the
+Pillow path even where OpenCV is installed.
 """
 
 from __future__ import annotations
 
 import io
 import os
-from typing import Union
+from contextlib import contextmanager
+from typing import Any, Iterator, Union
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, UnsupportedError
 
 __all__ = [
     "IMREAD_UNCHANGED",
     "IMREAD_GRAYSCALE",
     "IMREAD_COLOR",
+    "BACKENDS",
+    "backend",
+    "set_backend",
+    "use_backend",
     "decode",
     "read",
     "read_image",
@@ -48,6 +63,65 @@ IMREAD_COLOR = 1
 PathLike = Union[str, "os.PathLike[str]"]
 
 
+BACKENDS = ("opencv", "pillow")
+BACKEND_ENV = "CAFFE_COMPAT_IMAGE_BACKEND"
+_chosen: str | None = None  # set_backend()'s choice; None: the environment, then what is installed
+_cv2_module: Any = None
+_cv2_tried = False
+
+
+def _cv2() -> Any:
+    """The ``cv2`` module, or None when OpenCV is not installed (imported once)."""
+    global _cv2_module, _cv2_tried
+    if not _cv2_tried:
+        _cv2_tried = True
+        try:
+            import cv2
+
+            _cv2_module = cv2
+        except ImportError:
+            _cv2_module = None
+    return _cv2_module
+
+
+def backend() -> str:
+    """The image backend in use: ``"opencv"`` or ``"pillow"`` (see the module docstring)."""
+    name = _chosen or os.environ.get(BACKEND_ENV, "").strip().lower() or None
+    if name is None:
+        return "opencv" if _cv2() is not None else "pillow"
+    if name not in BACKENDS:
+        raise UnsupportedError(f"{BACKEND_ENV}={name}: expected one of {', '.join(BACKENDS)}")
+    if name == "opencv" and _cv2() is None:
+        raise UnsupportedError("the OpenCV image backend needs opencv-python-headless "
+                               "(pip install caffe-compat[opencv])")
+    return name
+
+
+def set_backend(name: str | None) -> None:
+    """Use ``"opencv"`` or ``"pillow"`` for every image from now on (None: the default)."""
+    global _chosen
+    if name is not None and name not in BACKENDS:
+        raise UnsupportedError(f"image backend {name!r}: expected one of {', '.join(BACKENDS)}")
+    previous, _chosen = _chosen, name
+    try:
+        backend()  # an unusable choice fails here, not at the first image
+    except UnsupportedError:
+        _chosen = previous
+        raise
+
+
+@contextmanager
+def use_backend(name: str | None) -> Iterator[str]:
+    """:func:`set_backend` inside a ``with`` block."""
+    global _chosen
+    previous = _chosen
+    set_backend(name)
+    try:
+        yield backend()
+    finally:
+        _chosen = previous
+
+
 def _pil():
     from PIL import Image, ImageOps
 
@@ -56,6 +130,8 @@ def _pil():
 
 def decode(data: bytes, flag: int = IMREAD_COLOR, what: str = "<bytes>") -> np.ndarray:
     """``cv::imdecode(data, flag)``: an (H, W, C) uint8 array, BGR order."""
+    if backend() == "opencv":
+        return _cv_decode(data, flag, what)
     Image, ImageOps = _pil()
     try:
         img = Image.open(io.BytesIO(data))
@@ -106,6 +182,23 @@ def _to_array(img, fmt: str, flag: int, what: str) -> np.ndarray:
     if flag == IMREAD_UNCHANGED and mode == "RGBA":
         return np.ascontiguousarray(np.concatenate([bgr, arr[..., 3:]], axis=-1))
     return np.ascontiguousarray(bgr)
+
+
+def _cv_decode(data: bytes, flag: int, what: str) -> np.ndarray:
+    cv2 = _cv2()
+    buf = np.frombuffer(data, dtype=np.uint8)
+    try:
+        img = cv2.imdecode(buf, flag) if buf.size else None
+    except cv2.error as exc:
+        img, why = None, str(exc).strip().splitlines()[-1]
+    else:
+        why = "not an image format OpenCV reads"
+    if img is None:
+        raise DataError(f"{what}: cannot decode image data ({len(data)} bytes): {why}")
+    if img.dtype != np.uint8:
+        raise DataError(f"{what}: {img.dtype.itemsize * 8}-bit image; Caffe needs 8-bit images "
+                        "(unsigned byte)")
+    return img[..., None] if img.ndim == 2 else img
 
 
 def _finish_gray(gray: np.ndarray, flag: int) -> np.ndarray:
@@ -173,6 +266,11 @@ def resize_linear(img: np.ndarray, height: int, width: int) -> np.ndarray:
         return img.copy()
     if height <= 0 or width <= 0 or h == 0 or w == 0:
         raise DataError(f"resize: cannot resize a {h}x{w} image to {height}x{width}")
+    if backend() == "opencv":
+        cv2 = _cv2()
+        out = cv2.resize(np.ascontiguousarray(img, dtype=np.uint8), (width, height),
+                         interpolation=cv2.INTER_LINEAR)
+        return out.reshape(height, width, cn)
     if h == 2 * height and w == 2 * width and cn in (1, 3, 4):
         # OpenCV switches INTER_LINEAR to area averaging for an exact 2x shrink.
         s = img.astype(np.int64)
@@ -203,7 +301,6 @@ _FORMATS = {"jpg": "JPEG", "jpeg": "JPEG", "png": "PNG", "bmp": "BMP", "tif": "T
 
 def encode(img: np.ndarray, ext: str) -> bytes:
     """``cv::imencode("." + ext, img)``: BGR/gray uint8 (H, W, C) → file bytes."""
-    Image, _ = _pil()
     key = ext.lower().lstrip(".")
     fmt = _FORMATS.get(key)
     if fmt is None:
@@ -211,6 +308,16 @@ def encode(img: np.ndarray, ext: str) -> bytes:
     arr = np.asarray(img, dtype=np.uint8)
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[..., 0]
+    if backend() == "opencv":
+        cv2 = _cv2()
+        try:
+            ok, buf = cv2.imencode("." + key, np.ascontiguousarray(arr))
+        except cv2.error as exc:
+            ok, buf = False, str(exc).strip().splitlines()[-1]
+        if not ok:
+            raise DataError(f"cannot encode a {'x'.join(map(str, arr.shape))} image as {ext}: {buf}")
+        return buf.tobytes()
+    Image, _ = _pil()
     if arr.ndim == 3:
         arr = arr[..., 2::-1] if arr.shape[2] == 3 else arr[..., [2, 1, 0, 3]]
     pil = Image.fromarray(np.ascontiguousarray(arr))

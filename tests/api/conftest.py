@@ -22,13 +22,19 @@ def _implementations():
         found.append("caffe_compat")
     except ImportError:
         pass
+    # Quiet a real pycaffe's glog while it loads (glog reads the variable then); put the
+    # environment back after, since caffe_compat's command line honours the variable too.
+    saved = os.environ.get("GLOG_minloglevel")
+    os.environ.setdefault("GLOG_minloglevel", "2")
     try:
-        os.environ.setdefault("GLOG_minloglevel", "2")
         real = importlib.import_module("caffe")
         if hasattr(real, "_caffe") and real.__name__ == "caffe":  # not caffe_compat under the alias
             found.append("caffe")
     except ImportError:
         pass
+    finally:
+        if saved is None:
+            os.environ.pop("GLOG_minloglevel", None)
     return found
 
 

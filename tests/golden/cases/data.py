@@ -119,6 +119,19 @@ def build_lmdb_jpeg(d, rng, caffe):
     _write_lmdb("db", _encoded_records(caffe, blobs, range(4)))
 
 
+def build_lmdb_jpeg_420(d, rng, caffe):
+    # Random pixels: sharp colour edges everywhere, where chroma upsampling matters most.
+    imgs = _images(rng, 4, 13, 15, smooth=False)
+    blobs = [_encode(im, "JPEG", quality=90, subsampling=2) for im in imgs]
+    _write_lmdb("db", _encoded_records(caffe, blobs, range(4)))
+
+
+def build_image_list_jpeg_422(d, rng, caffe):
+    imgs = _images(rng, 3, 14, 11, smooth=False)
+    _image_list(rng, ["c%d.jpg" % i for i in range(3)], imgs, "JPEG", [4, 5, 6], quality=80,
+                subsampling=1)
+
+
 def _image_list(rng, names, imgs, fmt, labels, folder="img", **kw):
     os.makedirs(folder, exist_ok=True)
     lines = []
@@ -241,6 +254,15 @@ name: "data" layer { name: "d" type: "Data" top: "data" top: "label"
   data_param { source: "db" backend: LMDB batch_size: 4 }
   transform_param { force_gray: true } }
 """, build_lmdb_jpeg, forwards=1, note="JPEG read as gray is libjpeg's Y plane"),
+    data_case("lmdb_encoded_jpeg_420", """
+name: "data" layer { name: "d" type: "Data" top: "data" top: "label"
+  data_param { source: "db" backend: LMDB batch_size: 2 } }
+""", build_lmdb_jpeg_420, forwards=2,
+              note="colour JPEG with 4:2:0 chroma: OpenCV's upsampling (exact with the OpenCV backend)"),
+    data_case("image_data_jpeg_422_resize", """
+name: "data" layer { name: "d" type: "ImageData" top: "data" top: "label"
+  image_data_param { source: "list.txt" root_folder: "img/" batch_size: 3 new_height: 9 new_width: 16 } }
+""", build_image_list_jpeg_422, forwards=1, note="colour 4:2:2 JPEGs decoded and resized"),
     data_case("image_data_resize_color", """
 name: "data" layer { name: "d" type: "ImageData" top: "data" top: "label"
   image_data_param { source: "list.txt" root_folder: "img/" batch_size: 2 new_height: 7 new_width: 17 }

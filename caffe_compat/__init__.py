@@ -8,7 +8,7 @@ land) solvers, ``Layer`` for Python layers, ``io``, ``NetSpec``.
 from __future__ import annotations
 
 from ._version import __version__
-from .log import configure_from_env as _configure_logging
+from .glog import configure_from_env as _configure_logging
 from .blob import Blob
 from .errors import CaffeCompatError
 from .layers.registry import layer_type_list

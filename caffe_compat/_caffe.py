@@ -9,7 +9,7 @@ module defines:
 * :class:`Timer` — Caffe's timer (``start``, ``stop``, ``ms``), which BVLC's
   ``python/train.py`` hangs on the per-layer callbacks;
 * :func:`init_log` and :func:`log` — glog's start-up and an INFO line, through
-  caffe_compat's glog-format logging (:mod:`caffe_compat.log`);
+  caffe_compat's glog-format logging (:mod:`caffe_compat.glog`);
 * the vector wrappers (``BlobVec``, ``IntVec``, ...): pycaffe returns them
   from ``net.layers``, ``net._blobs`` and the like; caffe_compat uses lists,
   and these names are list subclasses for code that names them.
@@ -18,6 +18,7 @@ module defines:
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
 
 import torch
@@ -25,7 +26,7 @@ import torch
 from ._version import __version__
 from .blob import Blob
 from .layers.registry import layer_type_list
-from .log import logger, setup_logging
+from .glog import init_glog, logger, setup_logging
 from .mode import (
     is_gpu_mode,
     set_device,
@@ -153,23 +154,18 @@ _GLOG_LEVELS = {0: logging.INFO, 1: logging.WARNING, 2: logging.ERROR, 3: loggin
 
 
 def init_log(level: int | None = None, stderr: bool | None = None) -> None:
-    """pycaffe's ``caffe.init_log([level[, stderr]])``: start Caffe's log.
+    """pycaffe's ``caffe.init_log([level[, stderr]])``: glog's ``InitGoogleLogging``.
 
-    ``level`` is glog's ``minloglevel`` (0 INFO ... 3 FATAL). caffe_compat's
-    log (glog's line format) then goes to stderr at that level; without a
-    level, as caffe_compat's logging is configured by default (glog's
-    environment variables where :mod:`caffe_compat.log` reads them).
-    Differences: glog without ``logtostderr`` writes to log files and shows
-    only errors on stderr — this log goes to stderr either way (``stderr`` is
-    accepted); calling it twice reconfigures instead of aborting.
+    As in pycaffe, messages then go to log files (``GLOG_log_dir``, else the
+    temporary directory, as glog does: ``.<host>.<user>.log.INFO.<time>.<pid>``)
+    and to stderr only from ``GLOG_stderrthreshold`` (ERROR) up, unless
+    ``stderr`` (glog's ``logtostderr``) is true. ``level`` is glog's
+    ``minloglevel`` (0 INFO ... 3 FATAL). Calling it twice reconfigures
+    (glog would abort).
     """
-    del stderr  # caffe_compat's log always writes to stderr
-    if level is None:
-        setup_logging()
-        return
-    if int(level) not in _GLOG_LEVELS:
+    if level is not None and int(level) not in _GLOG_LEVELS:
         raise ValueError(f"init_log: level must be glog's minloglevel 0..3 (INFO..FATAL), got {level!r}")
-    setup_logging(_GLOG_LEVELS[int(level)])
+    init_glog("", minloglevel=level, logtostderr=stderr, default_log_dir=tempfile.gettempdir())
 
 
 def log(message: str) -> None:

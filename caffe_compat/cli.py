@@ -20,7 +20,7 @@ from types import TracebackType
 from typing import Callable, Sequence
 
 from .errors import CaffeCompatError
-from .log import FILES_ONLY, setup_cli_logging
+from .glog import FILES_ONLY, setup_cli_logging
 
 __all__ = ["main", "command", "gflags_argv", "bool_flags", "parse_bool", "Command"]
 

@@ -1,4 +1,4 @@
-"""glog's environment variables, as Caffe users set them (``caffe_compat.log``).
+"""glog's environment variables, as Caffe users set them (``caffe_compat.glog``).
 
 The flags are parsed with glog's rules; log files get glog's names, header
 lines and symlinks (checked against what the pip Caffe's glog wrote, see
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from caffe_compat import log as glog
+from caffe_compat import glog
 
 CLI = Path(sys.executable).parent / "caffe-compat"
 ROOT = Path(__file__).resolve().parents[1]

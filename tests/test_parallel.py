@@ -386,7 +386,7 @@ STOP_SCRIPT = '''
 import sys
 import caffe_compat as caffe
 from caffe_compat import mode, parallel
-from caffe_compat.log import setup_logging
+from caffe_compat.glog import setup_logging
 
 setup_logging()
 world = parallel.world_from_env()

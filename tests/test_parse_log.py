@@ -15,7 +15,7 @@ import pytest
 from caffe_compat import cli
 from caffe_compat.commands.parse_log import extract_datetime_from_line, parse_log
 from caffe_compat.errors import DataError
-from caffe_compat.log import GlogFormatter
+from caffe_compat.glog import GlogFormatter
 from golden_harness import fixtures, load
 
 LOGS = [load(p) for p in fixtures("parse_log", groups=("io",))]
@@ -98,7 +98,7 @@ def test_caffe_compat_training_log_gives_caffes_columns(tmp_path):
     import io as stdio
 
     import caffe_compat as caffe
-    from caffe_compat.log import setup_logging
+    from caffe_compat.glog import setup_logging
     from golden.cases import io as cases
 
     if not hasattr(caffe, "get_solver"):

@@ -298,6 +298,9 @@ def _run_cli(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProc
 
 
 def test_init_log_and_log_write_glog_lines(tmp_path):
+    """As the real pycaffe does it: after init_log() the INFO line goes to a glog file in the
+    temporary directory (stderr shows ERROR and up); init_log(level, True) logs to stderr."""
+    (tmp_path / "tmp").mkdir()
     (tmp_path / "logs.py").write_text(textwrap.dedent("""
         import caffe
         caffe.init_log()
@@ -307,12 +310,13 @@ def test_init_log_and_log_write_glog_lines(tmp_path):
         caffe.init_log(0, True)
         caffe.log('third message')
     """))
-    res = _run_cli(["run", "logs.py"], tmp_path)
+    res = _run_cli(["run", "logs.py"], tmp_path, TMPDIR=str(tmp_path / "tmp"))
     assert res.returncode == 0, res.stderr
     lines = [ln for ln in res.stderr.splitlines() if "message" in ln]
-    assert len(lines) == 2 and "hidden" not in res.stderr
-    for line, text in zip(lines, ["first message", "third message"]):
-        assert line.startswith("I") and line.endswith(f"logs.py:{4 if 'first' in text else 8}] {text}")
+    assert len(lines) == 1 and lines[0].startswith("I") and lines[0].endswith("logs.py:8] third message")
+    (info,) = [p for p in (tmp_path / "tmp").iterdir() if ".log.INFO." in p.name]
+    assert info.name.startswith(".") and "logs.py:4] first message" in info.read_text()
+    assert "hidden" not in info.read_text() + res.stderr
 
 
 # BVLC's python/train.py, in our words: init_log/log, NCCL uid, one process per device with
@@ -384,10 +388,14 @@ def test_bvlc_train_py_pattern_runs_with_timers_and_log(tmp_path):
     (tmp_path / "solver.prototxt").write_text('net: "net.prototxt"\nbase_lr: 0.01\nlr_policy: "fixed"\n'
                                               'max_iter: 4\ndisplay: 2\nsnapshot_after_train: false\n')
     (tmp_path / "train.py").write_text(TRAIN_PY)
-    res = _run_cli(["run", "train.py"], tmp_path)
+    (tmp_path / "tmp").mkdir()
+    res = _run_cli(["run", "train.py"], tmp_path, TMPDIR=str(tmp_path / "tmp"))
     assert res.returncode == 0, res.stderr
-    assert "] Using devices [0]" in res.stderr
-    assert res.stderr.count("solver total: ") == 2, res.stderr  # iterations 2 and 4
+    # After caffe.init_log() glog writes INFO lines to its file in the temporary directory.
+    (info,) = [p for p in (tmp_path / "tmp").iterdir() if ".log.INFO." in p.name]
+    text = info.read_text()
+    assert "] Using devices [0]" in text and "Using devices" not in res.stderr
+    assert text.count("solver total: ") == 2, text  # iterations 2 and 4
     for name in ("data", "ip", "loss"):
-        assert f"forw {['data', 'ip', 'loss'].index(name):3d} {name:>8s} : " in res.stderr
-    assert "back   1       ip : " in res.stderr and "allreduce: " in res.stderr
+        assert f"forw {['data', 'ip', 'loss'].index(name):3d} {name:>8s} : " in text
+    assert "back   1       ip : " in text and "allreduce: " in text

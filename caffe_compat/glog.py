@@ -365,7 +365,7 @@ def configure_from_env(environ: Mapping[str, str] | None = None) -> GlogFlags | 
 
 def init_glog(program: str = "", stream: TextIO | None = None,
               environ: Mapping[str, str] | None = None, minloglevel: int | None = None,
-              logtostderr: bool | None = None) -> GlogFlags:
+              logtostderr: bool | None = None, default_log_dir: str | None = None) -> GlogFlags:
     """pycaffe's ``caffe.init_log()`` (``InitGoogleLogging``): glog's files and thresholds.
 
     After it, messages go to the files in ``GLOG_log_dir`` (if set; glog would
@@ -373,11 +373,13 @@ def init_glog(program: str = "", stream: TextIO | None = None,
     ``GLOG_logtostderr`` or ``GLOG_alsologtostderr`` says otherwise. ``minloglevel``/``logtostderr``
     override the environment (pycaffe's ``init_log(level, stderr)``). Files are
     named after ``program`` (pycaffe passes an empty one: ``.<host>.<user>.log...``).
+    ``default_log_dir`` is where files go when ``GLOG_log_dir`` is unset (glog: the
+    temporary directory).
     """
     flags = GlogFlags.from_env(environ)
-    if minloglevel is not None or logtostderr is not None:
-        flags = GlogFlags(flags.minloglevel if minloglevel is None else int(minloglevel),
-                          flags.logtostderr if logtostderr is None else bool(logtostderr),
-                          flags.alsologtostderr, flags.stderrthreshold, flags.log_dir, flags.v)
+    flags = GlogFlags(flags.minloglevel if minloglevel is None else int(minloglevel),
+                      flags.logtostderr if logtostderr is None else bool(logtostderr),
+                      flags.alsologtostderr, flags.stderrthreshold,
+                      flags.log_dir or default_log_dir or "", flags.v)
     _install(python_level(flags), _handlers_for(flags, program, stream, always_stderr=False))
     return flags

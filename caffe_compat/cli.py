@@ -11,14 +11,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
-import os
 import pkgutil
 import sys
-import sysconfig
 import traceback
-from types import TracebackType
 from typing import Callable, Sequence
 
+from ._usercode import user_frames
 from .errors import CaffeCompatError
 from .glog import FILES_ONLY, setup_cli_logging
 
@@ -163,47 +161,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 # ------------------------------------------------------------------ errors
-_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
-
-
-def _library_dirs() -> tuple[str, ...]:
-    """Where the interpreter's and installed packages' code lives (not the user's)."""
-    dirs = set()
-    for scheme_vars in ({}, {"base": sys.base_prefix, "platbase": sys.base_exec_prefix}):
-        paths = sysconfig.get_paths(vars=scheme_vars) if scheme_vars else sysconfig.get_paths()
-        for key in ("stdlib", "platstdlib", "purelib", "platlib"):
-            if paths.get(key):
-                dirs.add(os.path.abspath(paths[key]) + os.sep)
-    return tuple(sorted(dirs))
-
-
-def _is_user_file(filename: str) -> bool:
-    if filename.startswith("<"):
-        return False
-    path = os.path.abspath(filename)
-    return not path.startswith(_PACKAGE_DIR) and not path.startswith(_library_dirs())
-
-
-def _chain(exc: BaseException) -> list[BaseException]:
-    """``exc`` and the exceptions it was raised from, innermost last."""
-    out: list[BaseException] = []
-    while exc is not None and exc not in out:
-        out.append(exc)
-        exc = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)  # type: ignore
-    return out
-
-
-def user_frames(exc: BaseException, limit: int = 3) -> list[traceback.FrameSummary]:
-    """The last ``limit`` frames of the user's own code (a Python layer, a script)
-    in the traceback of ``exc`` or of the exception it was raised from."""
-    for link in reversed(_chain(exc)):
-        tb: TracebackType | None = link.__traceback__
-        frames = [f for f in traceback.extract_tb(tb) if _is_user_file(f.filename)]
-        if frames:
-            return frames[-limit:]
-    return []
-
-
 def error_message(exc: BaseException) -> str:
     """One line for ``exc``: its message, or its type and message when the type says something."""
     text = str(exc)

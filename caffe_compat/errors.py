@@ -12,9 +12,9 @@ received*.
 
 from __future__ import annotations
 
-import os
-import traceback
 import warnings
+
+from ._usercode import user_frames
 
 __all__ = [
     "CaffeCompatError",
@@ -145,27 +145,6 @@ def warn_or_raise(message: str, category: type[Warning], error: type[CaffeCompat
         raise error(f"{message} (strict mode makes this an error)")
     warnings.warn(f"{message} (caffe.set_strict(True) or CAFFE_COMPAT_STRICT=1 makes this an error)",
                   category, stacklevel=stacklevel)
-
-
-_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
-
-
-def user_frames(exc: BaseException) -> list[traceback.FrameSummary]:
-    """The frames of the user's own code where ``exc`` started.
-
-    Follows ``__cause__`` to the innermost exception that is not ours (a
-    Python layer's ``ZeroDivisionError``, say) and returns the frames of its
-    traceback that lie outside caffe_compat, outermost first: what a command
-    line prints so the user sees their file and line, not only the message.
-    """
-    seen: set[int] = set()
-    inner: BaseException = exc
-    while inner.__cause__ is not None and id(inner.__cause__) not in seen:
-        seen.add(id(inner))
-        inner = inner.__cause__
-    frames = traceback.extract_tb(inner.__traceback__) if inner.__traceback__ is not None else []
-    return [f for f in frames
-            if not os.path.abspath(f.filename).startswith(_PACKAGE_DIR + os.sep)]
 
 
 def layer_where(type_: str, name: str) -> str:

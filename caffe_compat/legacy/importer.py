@@ -13,41 +13,13 @@ from __future__ import annotations
 
 import importlib.machinery
 import os
-import site
 import sys
-import sysconfig
-from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
+from .._usercode import is_user_path
 from .translate import compile_source
 
 __all__ = ["Py2SourceLoader", "is_user_path", "install_hook", "uninstall_hook", "hook_installed"]
-
-_PACKAGE_DIR = Path(__file__).resolve().parents[1]  # caffe_compat/
-
-
-@lru_cache(maxsize=1)
-def _system_roots() -> tuple[Path, ...]:
-    roots = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
-    roots.update(p for p in sysconfig.get_paths().values() if p)
-    try:
-        roots.update(site.getsitepackages())
-        roots.add(site.getusersitepackages())
-    except AttributeError:  # pragma: no cover - virtualenv's old site module
-        pass
-    return tuple(Path(r).resolve() for r in roots if r) + (_PACKAGE_DIR,)
-
-
-def is_user_path(path: str | os.PathLike[str]) -> bool:
-    """Whether ``path`` belongs to the user's own tree (not Python's, an installed package's, ours)."""
-    try:
-        real = Path(path or os.getcwd()).resolve()
-    except OSError:
-        return False
-    if any(part in ("site-packages", "dist-packages") for part in real.parts):
-        return False
-    return not any(real == root or root in real.parents for root in _system_roots())
 
 
 class Py2SourceLoader(importlib.machinery.SourceFileLoader):

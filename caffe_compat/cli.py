@@ -27,12 +27,15 @@ Handler = Callable[[argparse.Namespace], int]
 
 class Command:
     def __init__(self, name: str, help: str, configure: Callable[[argparse.ArgumentParser], None],
-                 run: Handler, passthrough: bool = False) -> None:
+                 run: Handler, passthrough: bool = False, python_layers: bool = False) -> None:
         self.name = name
         self.help = help
         self.configure = configure
         self.run = run
         self.passthrough = passthrough  # keeps raw argv after the name (e.g. `run SCRIPT ...`)
+        # builds nets, so may import the user's Python-layer modules (translated from Python 2
+        # when they need it, as under `caffe-compat run`)
+        self.python_layers = python_layers
 
 
 _COMMANDS: dict[str, Command] = {}
@@ -41,9 +44,12 @@ _COMMANDS: dict[str, Command] = {}
 Setup = Callable[[argparse.ArgumentParser], Handler]
 
 
-def command(name: str, help: str, passthrough: bool = False) -> Callable[[Setup], Setup]:
+def command(name: str, help: str, passthrough: bool = False,
+            python_layers: bool = False) -> Callable[[Setup], Setup]:
     """Register a subcommand. The decorated function adds its arguments to the
-    parser and returns the function that runs it."""
+    parser and returns the function that runs it. ``python_layers``: the command
+    builds nets, whose Python-layer modules may be Python 2 (Caffe-era layers run
+    as they are unless strict mode is on, see :mod:`caffe_compat.legacy`)."""
 
     def deco(setup: Setup) -> Setup:
         holder: dict[str, Handler] = {}
@@ -54,7 +60,7 @@ def command(name: str, help: str, passthrough: bool = False) -> Callable[[Setup]
         def run(args: argparse.Namespace) -> int:
             return holder["run"](args)
 
-        _COMMANDS[name] = Command(name, help, configure, run, passthrough)
+        _COMMANDS[name] = Command(name, help, configure, run, passthrough, python_layers)
         return setup
 
     return deco
@@ -148,6 +154,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 1
     setup_cli_logging()
+    if args._command.python_layers:
+        from . import legacy, mode
+
+        if not mode.is_strict():
+            legacy.enable()
     try:
         return int(args._command.run(args) or 0)
     except KeyboardInterrupt:

@@ -180,6 +180,20 @@ def test_python2_layer_through_caffeinit(tmp_path):
     assert all(f in line for f in ("raise", "print", "xrange"))
 
 
+def test_caffe_compat_train_loads_a_python2_layer(tmp_path):
+    """`caffe train` with a Python-2 layer module, as a Python-2 Caffe build ran it; strict mode refuses."""
+    job = write(tmp_path / "job", {"pyloss2.py": PY2_LAYER, "net.prototxt": NET.format(loss=PY_LOSS % "pyloss2"),
+                                   "solver.prototxt": SOLVER.replace("display: 0", "display: 1")})
+    res = cli(["train", "--solver=solver.prototxt"], job)
+    assert res.returncode == 0, res.stderr
+    assert "pyloss2.py: translated from Python 2" in res.stderr
+    losses = [float(ln.rsplit("loss = ", 1)[1]) for ln in res.stderr.splitlines()
+              if "Iteration" in ln and "loss = " in ln]
+    np.testing.assert_allclose(losses[:3], builtin_losses(tmp_path), rtol=1e-5)  # + the final one
+    res = cli(["train", "--solver=solver.prototxt"], job, CAFFE_COMPAT_STRICT="1")
+    assert res.returncode == 1 and "SyntaxError" in res.stderr
+
+
 def test_strict_turns_translation_and_aliases_off(tmp_path):
     job = write(tmp_path / "job", {"old.py": "print 'hello'\n", "alias.py": "import numpy as np\nnp.float\n"})
     res = cli(["run", "--strict", "old.py"], job)

@@ -84,7 +84,7 @@ def _quiet_exporter() -> Iterator[None]:
             logging.getLogger(n).setLevel(level)
 
 
-@command("export", "export a model to ONNX or a torch.export program")
+@command("export", "export a model to ONNX or a torch.export program", python_layers=True)
 def setup(parser: argparse.ArgumentParser):
     parser.add_argument("--model", required=True, help="the net definition (.prototxt)")
     parser.add_argument("--weights", default="", help="trained weights (.caffemodel or .h5)")

@@ -86,7 +86,8 @@ def extract_features(weights: str, model: str, blob_names: list[str], dataset_na
     return counts
 
 
-@command("extract_features", "store blobs of a net's forward passes in databases")
+@command("extract_features", "store blobs of a net's forward passes in databases",
+         python_layers=True)
 def setup(parser: argparse.ArgumentParser):
     parser.usage = ("caffe-compat extract_features pretrained_net_param feature_extraction_proto_file "
                     "extract_feature_blob_name1[,name2,...] save_feature_dataset_name1[,name2,...] "

@@ -27,7 +27,7 @@ from ._common import fmt, parse_gpus, parse_stages, use_device
 _log = logging.getLogger("caffe_compat")
 
 
-@command("test", "score a model (Caffe's caffe test)")
+@command("test", "score a model (Caffe's caffe test)", python_layers=True)
 def setup(parser: argparse.ArgumentParser):
     parser.add_argument("--model", default="", help="the model definition (.prototxt)")
     parser.add_argument("--weights", default="", help="the trained weights (.caffemodel or .h5)")

@@ -37,7 +37,8 @@ def _now(sync: bool) -> float:
     return time.perf_counter()
 
 
-@command("time", "benchmark a model's execution time per layer (Caffe's caffe time)")
+@command("time", "benchmark a model's execution time per layer (Caffe's caffe time)",
+         python_layers=True)
 def setup(parser: argparse.ArgumentParser):
     parser.add_argument("--model", default="", help="the model definition (.prototxt)")
     parser.add_argument("--iterations", type=int, default=50, help="number of rounds to time")

@@ -101,7 +101,7 @@ def _progress_context(enabled: bool) -> contextlib.AbstractContextManager[Any]:
     return logging_redirect_tqdm(loggers=[_log])
 
 
-@command("train", "train or finetune a model (Caffe's caffe train)")
+@command("train", "train or finetune a model (Caffe's caffe train)", python_layers=True)
 def setup(parser: argparse.ArgumentParser):
     parser.add_argument("--solver", default="", help="the solver definition (.prototxt)")
     parser.add_argument("--weights", default="",

@@ -314,7 +314,8 @@ def verify(model: str, weights: str | None = None, inputs: Sequence[str] = (), p
     return report
 
 
-@command("verify", "compare a model's blobs in caffe_compat with a real pycaffe")
+@command("verify", "compare a model's blobs in caffe_compat with a real pycaffe",
+         python_layers=True)
 def setup(parser: argparse.ArgumentParser):
     parser.add_argument("--model", required=True, help="the net definition (.prototxt)")
     parser.add_argument("--weights", default="", help="trained weights (.caffemodel or .h5; default: "

@@ -40,6 +40,12 @@ def kernels(on: bool):
         K.set_enabled(was)
 
 
+@pytest.fixture(autouse=True)
+def small_shapes_too(monkeypatch):
+    """The fixtures' shapes are small: take the chosen kernels on them (see test_pool_size_rules)."""
+    monkeypatch.setattr(K, "_MIN_POOL_OUTPUTS", 0)
+
+
 @contextmanager
 def spy():
     """Count the calls of the chosen kernels."""
@@ -131,6 +137,20 @@ def test_pool_no_grad_and_few_channels():
             K.pool2d(torch.randn(2, 16, 7, 7), is_max, (7, 7), (1, 1), (0, 0), True)
             K.pool2d(torch.randn(2, 16, 5, 5), is_max, (7, 7), (1, 1), (1, 1), True)
     assert calls["pool"] == 0
+
+
+@pytest.mark.parametrize("shape,is_max,k,s,taken", [
+    ((1, 256, 13, 13), True, 3, 2, False),  # AlexNet pool5 at batch 1: 9216 outputs
+    ((8, 256, 13, 13), True, 3, 2, True),
+    ((1, 512, 14, 14), True, 2, 2, True),  # VGG-16 pool5 at batch 1: 25088 outputs
+    ((8, 512, 14, 14), False, 5, 3, False),  # GoogLeNet's auxiliary AVE pooling
+    ((100, 64, 8, 8), False, 3, 2, True),  # CIFAR10-quick pool3
+], ids=["small output", "batch 8", "vgg pool5", "ave many channels", "cifar ave"])
+def test_pool_size_rules(shape, is_max, k, s, taken, monkeypatch):
+    monkeypatch.setattr(K, "_MIN_POOL_OUTPUTS", 1 << 14)
+    with spy() as calls, torch.no_grad():
+        K.pool2d(torch.randn(*shape), is_max, (k, k), (s, s), (0, 0), True)
+    assert calls["pool"] == int(taken)
 
 
 CONVS = [((3, 1, 9, 9), 4, (5, 5), (1, 1), (0, 0)),

@@ -14,7 +14,10 @@ figures in README):
   conversions can cost more than they save. On the model-zoo nets' shapes
   (``bench/bench_kernels.py --big``) MAX is 1.6–11× faster, except where one
   window covers the whole map (global pooling, e.g. GoogLeNet's and ResNet-50's
-  AVE 7/1 on 7×7: 0.2–0.5×), which stays torch's.
+  AVE 7/1 on 7×7: 0.2–0.5×), where the output is small (AlexNet's pool5 at
+  batch 1, 9216 outputs: 0.5–0.8×; the conversions' fixed cost) and for AVE
+  over many channels (GoogLeNet's auxiliary AVE 5/3 on 512 channels: 0.6–0.9×),
+  which stay torch's.
 * **The weight gradient of a one-channel 2-D convolution** (the first layer of
   every grey-scale net such as LeNet). oneDNN's direct backward-weights kernel
   is several times slower there than im2col + GEMM — Caffe's own algorithm —
@@ -49,6 +52,8 @@ _FLOATS = (torch.float32, torch.float64)
 _CL = torch.channels_last
 _MIN_POOL_CHANNELS = 8  # below this the layout conversions cost more than they save
 _CHUNK_BYTES = 1 << 21  # pooling input converted per chunk
+_MIN_POOL_OUTPUTS = 1 << 14  # fewer: the conversions' fixed cost exceeds the gain
+_MAX_AVE_CHANNELS = 256  # AVE wins on CIFAR's 32-64 channels, loses on GoogLeNet's 512-528
 _on = True
 
 
@@ -119,12 +124,23 @@ def _one_window(shape: Sequence[int], k: Sequence[int], p: Sequence[int]) -> boo
     return shape[2] + 2 * p[0] <= k[0] and shape[3] + 2 * p[1] <= k[1]
 
 
+def _outputs(shape: Sequence[int], k: Sequence[int], s: Sequence[int], p: Sequence[int],
+             ceil: bool) -> int:
+    """Elements of the pooled output (torch's rounding; the layer checks Caffe's)."""
+    n = shape[0] * shape[1]
+    for i in range(2):
+        span = shape[2 + i] + 2 * p[i] - k[i]
+        n *= max(1, (-(-span // s[i]) if ceil else span // s[i]) + 1)
+    return n
+
+
 def pool2d(x: torch.Tensor, is_max: bool, k: Sequence[int], s: Sequence[int], p: Sequence[int],
            ceil: bool) -> torch.Tensor:
     """``F.max_pool2d`` / ``F.avg_pool2d`` (count_include_pad) of NCHW ``x``, same values."""
     k, s, p = list(k), list(s), list(p)
     if (_plain_cpu(x) and x.dim() == 4 and x.shape[1] >= _MIN_POOL_CHANNELS and x.is_contiguous()
-            and not _one_window(x.shape, k, p)):
+            and (is_max or x.shape[1] <= _MAX_AVE_CHANNELS) and not _one_window(x.shape, k, p)
+            and _outputs(x.shape, k, s, p, ceil) >= _MIN_POOL_OUTPUTS):
         return _PoolChannelsLast.apply(x, is_max, k, s, p, ceil)
     if is_max:
         return F.max_pool2d(x, k, s, p, ceil_mode=ceil)

@@ -816,7 +816,9 @@ def _ms(d: dict[str, Any], k: str) -> str:
 
 
 def _r(x: float | None) -> str:
-    return "-" if x is None else f"{x:.2f}"
+    if x is None:
+        return "-"
+    return f"{x:.1e}" if 0 < abs(x) < 0.01 else f"{x:.2f}"
 
 
 def _status(ok: bool | None) -> str:
@@ -1074,7 +1076,15 @@ def main() -> None:
     ap.add_argument("--weights", default="", help=argparse.SUPPRESS)
     ap.add_argument("--onnx", default="", help=argparse.SUPPRESS)
     ap.add_argument("--crop", type=int, default=224, help=argparse.SUPPRESS)
+    ap.add_argument("--report", default="", help="only rewrite the .md of this results .json")
     args = ap.parse_args()
+    if args.report:
+        with open(args.report) as fh:
+            res = json.load(fh)
+        res["summary"] = summary(res)
+        with open(args.report[:-len(".json")] + ".md", "w") as fh:
+            fh.write(markdown(res))
+        return
     if args.mem_worker:
         print(json.dumps(mem_worker(args.mem_worker, args.deploy, args.weights, args.onnx, args.crop,
                                     int(args.infer_batches.split(",")[0]) if not args.batch else args.batch,

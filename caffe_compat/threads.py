@@ -12,6 +12,10 @@ machine with other processes running (``bench/bench_threads.py``): LeNet b64
 fwd+bwd 280–300 ms spinning against 36–40 ms passive, AlexNet b2 1.0–1.4 s
 against 0.32–0.49 s. A sleeping thread is woken with the scheduler's wake-up
 preference instead, so passive waiting degrades like OpenCV's thread pool does.
+The price is a wake-up per parallel region when nothing competes: on tiny nets
+such as LeNet, spinning was faster in the moments the busy VM left it alone
+(16 ms against 24–26 ms per fwd+bwd); a machine known to be quiet can ask for
+spinning (below), and ``bench/bench_threads.py`` measures both.
 
 libgomp reads its wait policy once, when torch loads it. So this module — the
 first thing ``import caffe_compat`` runs; importing it configures — sets

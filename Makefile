@@ -4,6 +4,7 @@
 #   make test       install, then run the test suite (about 2 minutes on 2 cores)
 #   make test-long  the long runs too (whole models, long trajectories)
 #   make bench      benchmarks (bench/), ratios against hand-written PyTorch
+#   make bench-big  the model-zoo nets vs twins, real Caffe, OpenCV dnn and ONNX Runtime (tens of minutes)
 #   make proto      regenerate caffe_compat/proto/*_pb2.py(i) from the .proto files
 #   make layers-md  regenerate LAYERS.md from the registry and the tests
 #   make lint typecheck   flake8 and mypy (both configured in setup.cfg)
@@ -20,7 +21,7 @@ STAMP := $(VENV)/.installed
 # The CUDA machine's Python version, for make gpu-wheels.
 GPU_PY ?= 3.12
 
-.PHONY: install models demo test test-long test-cuda gpu-check gpu-wheels bench proto layers-md lint typecheck golden caffe-ref clean
+.PHONY: install models demo test test-long test-cuda gpu-check gpu-wheels bench bench-big proto layers-md lint typecheck golden caffe-ref clean
 
 $(STAMP): setup.cfg pyproject.toml
 	@echo "== installing into $(VENV)/ (about a minute the first time)"
@@ -65,6 +66,13 @@ gpu-wheels:
 
 bench: install
 	$(PY) bench/run_all.py
+
+# AlexNet, GoogLeNet, VGG-16, ResNet-50: training vs twins and real Caffe, inference vs OpenCV dnn and
+# ONNX Runtime, contention, memory, kernel choices (bench/bench_big.py; BENCH_BIG_ARGS='--nets alexnet').
+BENCH_BIG_ARGS ?=
+bench-big: install
+	$(PIP) install -q -e ".[bench]"
+	$(PY) bench/bench_big.py $(BENCH_BIG_ARGS)
 
 proto: install
 	$(PY) caffe_compat/proto/regenerate.py

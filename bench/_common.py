@@ -32,6 +32,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
+# Before torch, as a user's `import caffe_compat as caffe`: caffe_compat sets torch's OpenMP
+# wait policy while it loads torch (caffe_compat/threads.py); ours and the twins share it.
+import caffe_compat  # noqa: E402,F401
+
 EXAMPLES = os.path.join(ROOT, "examples", "nets")
 
 

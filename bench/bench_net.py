@@ -39,10 +39,10 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import _common as common  # noqa: E402  (first: caffe_compat's OpenMP set-up before torch)
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-import _common as common  # noqa: E402
 import twins  # noqa: E402
 
 # Contender names: (ours, twin it is compared with, what it is).

@@ -34,10 +34,10 @@ from typing import Any, Callable
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import _common as common  # noqa: E402  (first: caffe_compat's OpenMP set-up before torch)
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-import _common as common  # noqa: E402
 
 WIDTH = 16
 KINDS = ["ReLU", "ReLU in place", "Scale", "InnerProduct"]

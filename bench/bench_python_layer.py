@@ -25,6 +25,7 @@ import statistics
 import sys
 import time
 
+import caffe_compat  # noqa: F401  (first: its OpenMP set-up happens before torch loads)
 import numpy as np
 import torch
 

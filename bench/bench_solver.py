@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 
+import caffe_compat  # noqa: F401  (first: its OpenMP set-up happens before torch loads)
 import numpy as np
 import torch
 import torch.nn.functional as F

@@ -7,6 +7,8 @@ land) solvers, ``Layer`` for Python layers, ``io``, ``NetSpec``.
 
 from __future__ import annotations
 
+# First, before anything imports torch: libgomp reads its wait policy once (see threads.py).
+from .threads import openmp_policy  # noqa: F401
 from ._version import __version__
 from .glog import configure_from_env as _configure_logging
 from .blob import Blob

@@ -7,6 +7,8 @@
   kernel, values and gradients, ties and NaN included;
 * the one-channel convolution passes float64 gradcheck and agrees with
   ``F.conv2d`` in float32;
+* LRN across channels passes float64 gradcheck, agrees with the general formula
+  (choices off) in float32, with and without a graph, and its golden fixtures take it;
 * tracing, compilation, meta tensors and other dtypes take torch's own ops.
 """
 
@@ -38,11 +40,17 @@ def kernels(on: bool):
         K.set_enabled(was)
 
 
+@pytest.fixture(autouse=True)
+def small_shapes_too(monkeypatch):
+    """The fixtures' shapes are small: take the chosen kernels on them (see test_pool_size_rules)."""
+    monkeypatch.setattr(K, "_MIN_POOL_OUTPUTS", 0)
+
+
 @contextmanager
 def spy():
     """Count the calls of the chosen kernels."""
-    calls = {"pool": 0, "conv": 0}
-    pool_apply, conv_apply = K._PoolChannelsLast.apply, K._ConvOneChannel.apply
+    calls = {"pool": 0, "conv": 0, "lrn": 0}
+    pool_apply, conv_apply, lrn = K._PoolChannelsLast.apply, K._ConvOneChannel.apply, K.lrn_across_channels
 
     def pool(*a):
         calls["pool"] += 1
@@ -52,11 +60,18 @@ def spy():
         calls["conv"] += 1
         return conv_apply(*a)
 
+    def lrn_spy(*a):
+        out = lrn(*a)
+        calls["lrn"] += out is not None
+        return out
+
     K._PoolChannelsLast.apply, K._ConvOneChannel.apply = pool, conv  # type: ignore[method-assign]
+    K.lrn_across_channels = lrn_spy
     try:
         yield calls
     finally:
         K._PoolChannelsLast.apply, K._ConvOneChannel.apply = pool_apply, conv_apply  # type: ignore
+        K.lrn_across_channels = lrn
 
 
 @pytest.mark.parametrize("path", fixtures("net", ("vision",)), ids=lambda p: p.stem)
@@ -69,6 +84,8 @@ def test_golden_with_choices_off(path):
     ("max_wide_channels_ties", "pool"), ("max_wide_channels_lenet", "pool"),
     ("ave_wide_channels_pad", "pool"), ("conv_one_channel", "conv"),
     ("conv_one_channel_pad_stride", "conv"), ("conv_one_channel_no_bias", "conv"),
+    ("lrn_across_defaults", "lrn"), ("lrn_across_size_gt_channels", "lrn"), ("lrn_across_size1", "lrn"),
+    ("lrn_across_caffenet", "lrn"), ("lrn_after_conv_inplace_relu", "lrn"),
 ])
 def test_golden_takes_chosen_kernel(name, kind):
     path = next(p for p in fixtures("net", ("vision",)) if p.stem == name)
@@ -80,7 +97,7 @@ def test_golden_takes_chosen_kernel(name, kind):
 POOLS = [((4, 20, 24, 24), (2, 2), (2, 2), (0, 0), False),
          ((3, 32, 17, 17), (3, 3), (2, 2), (1, 1), True),
          ((2, 9, 9, 11), (3, 2), (2, 1), (1, 0), True),
-         ((2, 8, 8, 8), (8, 8), (1, 1), (0, 0), False)]
+         ((2, 8, 8, 8), (8, 8), (1, 1), (0, 0), False), ((2, 8, 9, 9), (8, 8), (1, 1), (0, 0), True)]
 
 
 @pytest.mark.parametrize("chunk", [None, 3000, 100000])  # default, 1 image or a few per chunk
@@ -99,7 +116,7 @@ def test_pool_bit_identical(shape, k, s, p, ceil, is_max, dtype, chunk, monkeypa
         xi = x.clone().requires_grad_()
         with kernels(on), spy() as calls:
             y = K.pool2d(xi, is_max, k, s, p, ceil)
-        assert calls["pool"] == int(on)
+        assert calls["pool"] == int(on and not K._one_window(shape, k, p))
         gy = torch.arange(y.numel(), dtype=dtype).reshape(y.shape)
         outs.append((y.detach(), torch.autograd.grad(y, xi, gy)[0]))
     for a, b in zip(*outs):
@@ -116,7 +133,24 @@ def test_pool_no_grad_and_few_channels():
         K.pool2d(torch.randn(2, 8, 8, 8, dtype=torch.float16), True, (2, 2), (2, 2), (0, 0), False)
         K.pool2d(torch.randn(2, 8, 8, 8, device="meta"), True, (2, 2), (2, 2), (0, 0), False)
         K.pool2d(torch.randn(2, 8, 6, 8).transpose(2, 3), True, (2, 2), (2, 2), (0, 0), False)
+        for is_max in (True, False):  # global pooling: one window per channel
+            K.pool2d(torch.randn(2, 16, 7, 7), is_max, (7, 7), (1, 1), (0, 0), True)
+            K.pool2d(torch.randn(2, 16, 5, 5), is_max, (7, 7), (1, 1), (1, 1), True)
     assert calls["pool"] == 0
+
+
+@pytest.mark.parametrize("shape,is_max,k,s,taken", [
+    ((1, 256, 13, 13), True, 3, 2, False),  # AlexNet pool5 at batch 1: 9216 outputs
+    ((8, 256, 13, 13), True, 3, 2, True),
+    ((1, 512, 14, 14), True, 2, 2, True),  # VGG-16 pool5 at batch 1: 25088 outputs
+    ((8, 512, 14, 14), False, 5, 3, False),  # GoogLeNet's auxiliary AVE pooling
+    ((100, 64, 8, 8), False, 3, 2, True),  # CIFAR10-quick pool3
+], ids=["small output", "batch 8", "vgg pool5", "ave many channels", "cifar ave"])
+def test_pool_size_rules(shape, is_max, k, s, taken, monkeypatch):
+    monkeypatch.setattr(K, "_MIN_POOL_OUTPUTS", 1 << 14)
+    with spy() as calls, torch.no_grad():
+        K.pool2d(torch.randn(*shape), is_max, (k, k), (s, s), (0, 0), True)
+    assert calls["pool"] == int(taken)
 
 
 CONVS = [((3, 1, 9, 9), 4, (5, 5), (1, 1), (0, 0)),
@@ -164,6 +198,45 @@ def test_conv_falls_back_where_not_chosen():
         with kernels(False):
             K.conv2d(x, w, None, (1, 1), (0, 0), (1, 1), 1)
     assert calls["conv"] == 0
+
+
+LRNS = [((2, 7, 3, 3), 5, 1.0, 0.75, 1.0), ((2, 6, 3, 2), 3, 0.5, 0.6, 2.0),
+        ((1, 3, 2, 3), 7, 2.0, 1.5, 1.0), ((1, 4, 2, 2), 1, 3.0, 0.5, 0.5), ((2, 2, 3, 3), 9, 1.0, 0.75, 1.0)]
+
+
+def _lrn_general(x, n, alpha, beta, k):
+    """The layer's general formula (avg_pool3d over the channel window)."""
+    with kernels(False):
+        return caffe.layers.vision.lrn.LRN.forward(type("L", (), {
+            "size": n, "pre_pad": (n - 1) // 2, "alpha": alpha, "beta": beta, "k": k,
+            "region": caffe.caffe_pb2.LRNParameter.ACROSS_CHANNELS})(), x)
+
+
+@pytest.mark.parametrize("shape,n,alpha,beta,k", LRNS)
+def test_lrn_across_gradcheck_and_general_formula(shape, n, alpha, beta, k):
+    g = torch.Generator().manual_seed(11)
+    x = torch.randn(*shape, dtype=torch.float64, generator=g, requires_grad=True)
+    with spy() as calls:
+        torch.autograd.gradcheck(lambda x: K.lrn_across_channels(x, n, alpha, beta, k), (x,))
+    assert calls["lrn"] > 0
+    x32 = x.detach().float().requires_grad_()
+    y = K.lrn_across_channels(x32, n, alpha, beta, k)
+    ref = _lrn_general(x32, n, alpha, beta, k)
+    gy = torch.randn(y.shape, generator=g)
+    torch.testing.assert_close(y, ref, rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(torch.autograd.grad(y, x32, gy)[0], torch.autograd.grad(ref, x32, gy)[0],
+                               rtol=1e-5, atol=1e-6)
+    with torch.no_grad():  # the in-place forward
+        torch.testing.assert_close(K.lrn_across_channels(x32, n, alpha, beta, k), ref.detach(),
+                                   rtol=1e-6, atol=1e-7)
+
+
+def test_lrn_falls_back_where_not_chosen():
+    x = torch.randn(2, 5, 3, 3)
+    assert K.lrn_across_channels(x.to(torch.float16), 5, 1.0, 0.75, 1.0) is None
+    assert K.lrn_across_channels(x.to("meta"), 5, 1.0, 0.75, 1.0) is None
+    with kernels(False):
+        assert K.lrn_across_channels(x, 5, 1.0, 0.75, 1.0) is None
 
 
 def test_compiled_and_exported_graphs_use_torch_ops():

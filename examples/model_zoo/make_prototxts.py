@@ -4,7 +4,10 @@ The five reference models of Caffe's ``models/`` folder — AlexNet, CaffeNet,
 GoogLeNet, the R-CNN ILSVRC13 detector and the Flickr-style fine-tuned
 CaffeNet — as deploy and train_val prototxts: the same layers, names, types,
 parameters, fillers and data sources as the published files, written out from
-compact descriptions of each net. ``tests/test_model_zoo.py`` checks that the
+compact descriptions of each net. Also VGG-16 (``VGG_ILSVRC_16_layers``, the
+Oxford group's model-zoo net): its deploy net has the layer names and shapes of
+the published deploy file (so that net's .caffemodel loads), and its train_val,
+of which none was published, is ours (xavier fillers, mean pixel). ``tests/test_model_zoo.py`` checks that the
 committed files are what this script writes.
 
     python examples/model_zoo/make_prototxts.py        # rewrite the files
@@ -288,6 +291,51 @@ def googlenet(train: bool) -> str:
     return net.text()
 
 
+# ---------------------------------------------------------------------- VGG-16
+# (blocks of 3x3 pad 1 convolutions, channels), each block followed by MAX pool 2/2.
+VGG16 = ((2, 64), (2, 128), (3, 256), (3, 512), (3, 512))
+VGG_MEAN = ("mean_value: 103.939", "mean_value: 116.779", "mean_value: 123.68")
+
+
+def vgg16(train: bool) -> str:
+    """VGG_ILSVRC_16_layers (Simonyan & Zisserman, configuration D). The published deploy
+    file names the layers conv1_1 ... conv5_3, pool1 ... pool5, fc6, fc7, fc8 and prob."""
+    net = Net("VGG_ILSVRC_16_layers")
+    if train:
+        for phase, mirror, source, bs in (("TRAIN", "true", "ilsvrc12_train_lmdb", 64),
+                                          ("TEST", "false", "ilsvrc12_val_lmdb", 50)):
+            net.layer("data", "Data", tops=["data", "label"], body=[
+                f"include {{ phase: {phase} }}", "transform_param {", f"  mirror: {mirror}",
+                "  crop_size: 224", *("  " + m for m in VGG_MEAN), "}", "data_param {",
+                f'  source: "examples/imagenet/{source}"', f"  batch_size: {bs}", "  backend: LMDB", "}"])
+    else:
+        deploy_input(net, 224)
+    w, b = (filler("xavier"), filler("constant", value=0)) if train else (None, None)
+    params = W2 if train else ()
+    bottom = "data"
+    for block, (n, num) in enumerate(VGG16, 1):
+        for i in range(1, n + 1):
+            name = f"conv{block}_{i}"
+            conv(net, name, bottom, num, 3, p=1, params=params, w=w, b=b)
+            relu(net, f"relu{block}_{i}", name)
+            bottom = name
+        pool(net, f"pool{block}", bottom, "MAX", 2, 2)
+        bottom = f"pool{block}"
+    for name, num in (("fc6", 4096), ("fc7", 4096)):
+        fc(net, name, bottom, num, params=params, w=w, b=b)
+        relu(net, "relu" + name[2:], name)
+        dropout(net, "drop" + name[2:], name, 0.5)
+        bottom = name
+    fc(net, "fc8", bottom, 1000, params=params, w=w, b=b)
+    if train:
+        accuracy(net, "accuracy", "fc8")
+        accuracy(net, "accuracy_top5", "fc8", "accuracy_top5", k=5)
+        softmax_loss(net, "loss", "fc8")
+    else:
+        net.layer("prob", "Softmax", ["fc8"], ["prob"])
+    return net.text()
+
+
 FILES = {
     "bvlc_alexnet/deploy.prototxt": lambda: alexnet(False),
     "bvlc_alexnet/train_val.prototxt": lambda: alexnet(True),
@@ -298,6 +346,8 @@ FILES = {
     "bvlc_reference_rcnn_ilsvrc13/deploy.prototxt": rcnn_ilsvrc13,
     "finetune_flickr_style/deploy.prototxt": lambda: flickr_style(False),
     "finetune_flickr_style/train_val.prototxt": lambda: flickr_style(True),
+    "vgg_ilsvrc_16_layers/deploy.prototxt": lambda: vgg16(False),
+    "vgg_ilsvrc_16_layers/train_val.prototxt": lambda: vgg16(True),
 }
 
 

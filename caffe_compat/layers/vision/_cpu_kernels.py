@@ -11,12 +11,27 @@ figures in README):
   are bit-identical to torch's (and the first maximum wins, as in Caffe).
   The input is converted a few images at a time, so the copies stay small and
   in cache. MAX 1.4–2.4× faster, AVE 1.2–1.5×; with fewer channels the layout
-  conversions can cost more than they save.
+  conversions can cost more than they save. On the model-zoo nets' shapes
+  (``bench/bench_kernels.py --big``) MAX is 1.6–11× faster, except where one
+  window covers the whole map (global pooling, e.g. GoogLeNet's and ResNet-50's
+  AVE 7/1 on 7×7: 0.2–0.5×), where the output is small (AlexNet's pool5 at
+  batch 1, 9216 outputs: 0.5–0.8×; the conversions' fixed cost) and for AVE
+  over many channels (GoogLeNet's auxiliary AVE 5/3 on 512 channels: 0.6–0.9×),
+  which stay torch's.
 * **The weight gradient of a one-channel 2-D convolution** (the first layer of
   every grey-scale net such as LeNet). oneDNN's direct backward-weights kernel
   is several times slower there than im2col + GEMM — Caffe's own algorithm —
   which torch keeps as ``_slow_conv2d_backward``: forward + backward 2–3.5×
   faster. The forward and the input gradient stay oneDNN's.
+
+* **LRN across channels** (AlexNet, CaffeNet, GoogLeNet). The channel window
+  sum runs as n − 1 shifted in-place adds of the squares instead of
+  ``avg_pool3d`` over a (N, 1, C, H, W) view, whose CPU kernel neither
+  vectorises nor threads over that view; the backward is Caffe's closed form
+  (``lrn_layer.cpp``: dx = g·s^−β − 2αβ/n · x · Σ_window(g·y/s)), which is
+  autograd's derivative with a fifth of its kernels; without a graph the
+  forward works in place. Forward + backward 3–10× faster on the nets' shapes,
+  forward alone 3–8×.
 
 Each path is taken only for a plain CPU tensor of float32/float64 outside
 tracing and compilation (``torch.compile``, ``torch.export``, ONNX export see
@@ -30,13 +45,15 @@ from typing import Any, Sequence
 import torch
 import torch.nn.functional as F
 
-__all__ = ["set_enabled", "pool2d", "conv2d"]
+__all__ = ["set_enabled", "pool2d", "conv2d", "lrn_across_channels"]
 
 _aten = torch.ops.aten
 _FLOATS = (torch.float32, torch.float64)
 _CL = torch.channels_last
 _MIN_POOL_CHANNELS = 8  # below this the layout conversions cost more than they save
 _CHUNK_BYTES = 1 << 21  # pooling input converted per chunk
+_MIN_POOL_OUTPUTS = 1 << 14  # fewer: the conversions' fixed cost exceeds the gain
+_MAX_AVE_CHANNELS = 256  # AVE wins on CIFAR's 32-64 channels, loses on GoogLeNet's 512-528
 _on = True
 
 
@@ -101,11 +118,29 @@ class _PoolChannelsLast(torch.autograd.Function):
         return gx, None, None, None, None, None
 
 
+def _one_window(shape: Sequence[int], k: Sequence[int], p: Sequence[int]) -> bool:
+    """Whether the window covers the whole (padded) map: global pooling, a plain reduction
+    that torch's NCHW kernel does faster than a layout change."""
+    return shape[2] + 2 * p[0] <= k[0] and shape[3] + 2 * p[1] <= k[1]
+
+
+def _outputs(shape: Sequence[int], k: Sequence[int], s: Sequence[int], p: Sequence[int],
+             ceil: bool) -> int:
+    """Elements of the pooled output (torch's rounding; the layer checks Caffe's)."""
+    n = shape[0] * shape[1]
+    for i in range(2):
+        span = shape[2 + i] + 2 * p[i] - k[i]
+        n *= max(1, (-(-span // s[i]) if ceil else span // s[i]) + 1)
+    return n
+
+
 def pool2d(x: torch.Tensor, is_max: bool, k: Sequence[int], s: Sequence[int], p: Sequence[int],
            ceil: bool) -> torch.Tensor:
     """``F.max_pool2d`` / ``F.avg_pool2d`` (count_include_pad) of NCHW ``x``, same values."""
     k, s, p = list(k), list(s), list(p)
-    if _plain_cpu(x) and x.dim() == 4 and x.shape[1] >= _MIN_POOL_CHANNELS and x.is_contiguous():
+    if (_plain_cpu(x) and x.dim() == 4 and x.shape[1] >= _MIN_POOL_CHANNELS and x.is_contiguous()
+            and (is_max or x.shape[1] <= _MAX_AVE_CHANNELS) and not _one_window(x.shape, k, p)
+            and _outputs(x.shape, k, s, p, ceil) >= _MIN_POOL_OUTPUTS):
         return _PoolChannelsLast.apply(x, is_max, k, s, p, ceil)
     if is_max:
         return F.max_pool2d(x, k, s, p, ceil_mode=ceil)
@@ -146,3 +181,49 @@ def conv2d(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, stride: Seq
             and torch.is_grad_enabled() and _plain_cpu(x) and x.dim() == 4 and w.dtype == x.dtype):
         return _ConvOneChannel.apply(x, w, b, list(stride), list(pad))
     return F.conv2d(x, w, b, tuple(stride), tuple(pad), tuple(dilation), groups)
+
+
+# ---------------------------------------------------------------------- LRN
+def _channel_window_sum(t: torch.Tensor, half: int) -> torch.Tensor:
+    """Σ of ``t`` over the channels c − half … c + half (zero outside), as 2·half shifted adds."""
+    acc = t.clone()
+    for d in range(1, min(half, t.shape[1] - 1) + 1):
+        acc[:, d:] += t[:, :-d]
+        acc[:, :-d] += t[:, d:]
+    return acc
+
+
+def _lrn_scale(x: torch.Tensor, n: int, alpha: float, k: float) -> torch.Tensor:
+    """k + α/n · Σ_window x² (Caffe's ``scale_``)."""
+    return _channel_window_sum(x * x, (n - 1) // 2).mul_(alpha / n).add_(k)
+
+
+class _LRNAcross(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, n: int, alpha: float, beta: float, k: float) -> torch.Tensor:
+        scale = _lrn_scale(x, n, alpha, k)
+        powed = scale.pow(-beta)
+        ctx.save_for_backward(x, scale, powed)
+        ctx.args = (n, alpha, beta)
+        return x * powed
+
+    @staticmethod
+    def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        x, scale, powed = ctx.saved_tensors
+        n, alpha, beta = ctx.args
+        ratio = g * x  # g · y / scale = g · x · scale^-β / scale
+        ratio.mul_(powed).div_(scale)
+        gx = g * powed
+        gx.addcmul_(x, _channel_window_sum(ratio, (n - 1) // 2), value=-2.0 * alpha * beta / n)
+        return gx, None, None, None, None
+
+
+def lrn_across_channels(x: torch.Tensor, n: int, alpha: float, beta: float,
+                        k: float) -> torch.Tensor | None:
+    """Caffe's ACROSS_CHANNELS LRN of NCHW ``x`` (odd ``n``), or None where this path is not
+    taken (the caller then runs its general formula)."""
+    if not (_plain_cpu(x) and x.dim() == 4):
+        return None
+    if torch.is_grad_enabled() and x.requires_grad:
+        return _LRNAcross.apply(x, n, alpha, beta, k)
+    return _lrn_scale(x, n, alpha, k).pow_(-beta).mul_(x)

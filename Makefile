@@ -90,7 +90,7 @@ typecheck: install
 CAFFE_VENV ?= /work/caffe_ref/venv
 caffe-ref:
 	test -x $(CAFFE_VENV)/bin/python || (PYENV_VERSION=3.9.18 python3.9 -m venv $(CAFFE_VENV) && \
-	  $(CAFFE_VENV)/bin/pip install -q kendryte-caffe==1.0.0.20210829 "numpy<2" "protobuf<4" pydot lmdb h5py pillow plyvel)
+	  $(CAFFE_VENV)/bin/pip install -q kendryte-caffe==1.0.0.20210829 "numpy<2" "protobuf<4" pydot lmdb h5py pillow plyvel pytest)
 
 golden: caffe-ref
 	GLOG_minloglevel=2 $(CAFFE_VENV)/bin/python tests/golden/generate.py $(GROUPS)

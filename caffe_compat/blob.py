@@ -15,13 +15,23 @@ torch tensors; users only ever see numpy arrays from :attr:`Blob.data` and
   looked at.
 
 A blob's *data* tensor is rebound by each forward (intermediate results are
-the tensors autograd produced, never copied into a persistent buffer). Code
-that keeps an array from ``blob.data`` across a forward keeps the old values
-for such blobs; fetch ``blob.data`` again. Input blobs keep their tensor.
+the tensors autograd produced, not copied into a persistent buffer), and its
+diff by each backward. Caffe's buffers persist, and scripts keep arrays across
+passes (``conv0 = net.blobs['conv'].data[0, 0]``, the dict ``forward()``
+returned). So a blob remembers, by weak reference, the last array it handed
+out; while that array is alive, the end of a forward (backward) writes the new
+data (diff) into it and the blob adopts its memory (:func:`settle_handouts`).
+Arrays nobody kept cost nothing. On CUDA the host mirror is already one
+persistent array per blob, refreshed when read, as pycaffe's is.
+
+``reshape`` keeps the contents when the new count fits the memory the blob
+holds (Caffe's ``Blob::Reshape`` keeps its buffer and capacity, for data and
+diff); growing past it gives zeros, as Caffe's fresh SyncedMemory.
 """
 
 from __future__ import annotations
 
+import weakref
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -29,12 +39,15 @@ import torch
 
 from .errors import BlobReleasedError, ShapeError
 
-__all__ = ["Blob", "flush_host_writes", "as_shape"]
+__all__ = ["Blob", "flush_host_writes", "settle_handouts", "as_shape"]
 
 _INT_MAX = 2**31 - 1
 
 # Blobs whose host mirror may hold writes not yet on the device (CUDA only).
 _pending_uploads: set["Blob"] = set()
+
+# Blobs that handed out a CPU array which may still be alive (see settle_handouts).
+_handed_out: "weakref.WeakSet[Blob]" = weakref.WeakSet()
 
 # Tests set this to run the CUDA host-mirror code path on CPU tensors, so the
 # SyncedMemory semantics are checked on machines without a GPU.
@@ -67,6 +80,74 @@ def flush_host_writes() -> None:
     _pending_uploads.clear()
 
 
+def settle_handouts(diff: bool = False, read: Sequence[Sequence[torch.Tensor]] = ()) -> None:
+    """After a forward (``diff=False``) or backward (``diff=True``): write each blob's new
+    data (diff) into the array it last handed out, where that array is still alive, and let
+    the blob use that memory from now on, as Caffe's one buffer per blob.
+
+    ``read``: the bottoms the pass read; memory one of them uses is never overwritten
+    (a partial forward's in-place layer reading a kept array), the blob then lets go of
+    its array instead.
+    """
+    if not _handed_out:
+        return
+    guarded: set[int] | None = None
+    for blob in list(_handed_out):
+        slot = "_hdiff" if diff else "_hdata"
+        ref = getattr(blob, slot)
+        arr = ref() if ref is not None else None
+        if arr is None:
+            setattr(blob, slot, None)
+            if blob._hdata is None and blob._hdiff is None:
+                _handed_out.discard(blob)
+            continue
+        t = blob._diff if diff else blob._t
+        if t is None:
+            if diff and arr.shape == blob.shape:
+                arr[...] = 0  # a diff the pass replaced by zeros
+                blob._diff = torch.from_numpy(arr)
+            continue
+        if t.device.type != "cpu" or t.dtype is not torch.float32:
+            continue
+        if arr.__array_interface__["data"][0] == t.data_ptr() and arr.shape == tuple(t.shape):
+            continue  # already its memory
+        if guarded is None:
+            guarded = {x.data_ptr() for group in read for x in group}
+        if not arr.flags.writeable or arr.__array_interface__["data"][0] in guarded \
+                or (arr.shape != tuple(t.shape) and not (arr.flags.c_contiguous and arr.size >= t.numel())):
+            setattr(blob, slot, None)  # in use, or grown past it: the old array keeps its values
+            continue
+        if arr.shape == tuple(t.shape):
+            np.copyto(arr, t.detach().numpy())
+            kept = torch.from_numpy(arr)
+        else:  # reshaped smaller since: Caffe's buffer holds the new values first
+            kept = torch.from_numpy(arr.reshape(-1)[:t.numel()]).view(t.shape)
+            kept.copy_(t.detach())
+        if diff:
+            blob._diff = kept
+        else:
+            blob._t = kept
+
+
+def _refit(t: torch.Tensor | None, shape: tuple[int, ...]) -> torch.Tensor | None:
+    """``t``'s memory seen with ``shape`` when the count fits (Caffe's Reshape within
+    capacity: the first ``count`` values stay, in memory order), else None (zeros)."""
+    if t is None:
+        return None
+    count = 1
+    for d in shape:
+        count *= d
+    t = t.detach()
+    if count <= t.numel():
+        flat = t.view(-1) if t.is_contiguous() else t.reshape(-1)
+        return flat[:count].view(shape)
+    if t.is_contiguous() and t.storage_offset() == 0 and t.dtype is torch.float32:
+        storage = t.untyped_storage()
+        if count * 4 <= storage.nbytes():  # a blob shrunk earlier: its capacity is still there
+            return torch.empty(0, dtype=t.dtype, device=t.device).set_(storage, 0, shape)
+    return None
+
+
 class _Mirror:
     """Host copy of a CUDA tensor (one for data, one for diff) and its state.
 
@@ -87,7 +168,8 @@ class _Mirror:
 class Blob:
     """A named N-d array of float32 with a gradient, as pycaffe shows it."""
 
-    __slots__ = ("_t", "_diff", "_shape", "_device", "_mdata", "_mdiff", "_released", "_name", "__weakref__")
+    __slots__ = ("_t", "_diff", "_shape", "_device", "_mdata", "_mdiff", "_released", "_name",
+                 "_hdata", "_hdiff", "__weakref__")
 
     def __init__(self, shape: Sequence[int] = (), device: torch.device | str = "cpu") -> None:
         if isinstance(shape, int):
@@ -101,6 +183,9 @@ class Blob:
         #: set when a lean training step dropped this intermediate (see release())
         self._released = False
         self._name: str | None = None  # the net's name for it, for messages
+        # weak references to the last CPU arrays handed out (see settle_handouts)
+        self._hdata: weakref.ref[np.ndarray] | None = None
+        self._hdiff: weakref.ref[np.ndarray] | None = None
 
     # ------------------------------------------------------------------ tensors
     @classmethod
@@ -142,7 +227,9 @@ class Blob:
         """The gradient as a torch tensor (zeros until something writes it)."""
         d = self._diff
         shape = self.shape
-        if d is None or tuple(d.shape) != shape or d.device != self._device:
+        if d is not None and tuple(d.shape) != shape and d.device == self._device:
+            d = self._diff = _refit(d, shape)  # the top was reshaped: Caffe's diff keeps its buffer
+        if d is None or d.device != self._device:
             d = self._diff = torch.zeros(shape, dtype=torch.float32, device=self._device)
         return d
 
@@ -153,7 +240,16 @@ class Blob:
     @property
     def has_diff(self) -> bool:
         """Whether a gradient was written (by backward or by the user)."""
-        return self._diff is not None and tuple(self._diff.shape) == self.shape
+        d = self._diff
+        if d is None:
+            return False
+        shape = self.shape
+        if tuple(d.shape) != shape:
+            if d.device != self._device:
+                return False
+            self._diff = _refit(d, shape)  # reshaped since: what of the buffer is left
+            return self._diff is not None
+        return True
 
     # ------------------------------------------------------------ numpy views
     @property
@@ -163,7 +259,7 @@ class Blob:
             # Reduced precision (opt-in autocast): a float32 copy, read-only in effect.
             return t.detach().float().cpu().numpy()
         if t.device.type == "cpu" and not _MIRROR_CPU:
-            return t.detach().numpy()
+            return self._hand_out("_hdata", t)
         return self._host("_mdata", t)
 
     @data.setter
@@ -176,8 +272,20 @@ class Blob:
     def diff(self) -> np.ndarray:
         d = self.diff_tensor
         if d.device.type == "cpu" and not _MIRROR_CPU:
-            return d.detach().numpy()
+            return self._hand_out("_hdiff", d)
         return self._host("_mdiff", d)
+
+    def _hand_out(self, slot: str, t: torch.Tensor) -> np.ndarray:
+        ref = getattr(self, slot)
+        if ref is not None:
+            arr = ref()
+            if arr is not None and arr.__array_interface__["data"][0] == t.data_ptr() \
+                    and arr.shape == tuple(t.shape) and arr.strides == tuple(4 * x for x in t.stride()):
+                return arr
+        arr = t.detach().numpy()
+        setattr(self, slot, weakref.ref(arr))
+        _handed_out.add(self)
+        return arr
 
     @diff.setter
     def diff(self, value: np.ndarray) -> None:
@@ -269,11 +377,21 @@ class Blob:
         shape = as_shape(dims, f'blob "{self._name}"' if self._name else "blob")
         if shape == self.shape and self._t is not None:
             return
+        self._resize(shape)
+
+    def _resize(self, shape: tuple[int, ...]) -> None:
+        """Caffe's ``Blob::Reshape``: contents kept where the count fits, else zeros."""
+        self._flush_mirrors()
         self._shape = shape
-        self._replace(None)
+        self._replace(_refit(self._t, shape))
         self._released = False
-        self._diff = None
+        self._diff = _refit(self._diff_for_upload(), shape)
         self._forget_mirrors()
+
+    def _flush_mirrors(self) -> None:
+        if self in _pending_uploads:
+            self._upload()
+            _pending_uploads.discard(self)
 
     def _forget_mirrors(self) -> None:
         for mirror in (self._mdata, self._mdiff):
@@ -354,15 +472,26 @@ class ParamBlob(Blob):
             return t.grad
         return self._diff
 
+    def _hand_out(self, slot: str, t: torch.Tensor) -> np.ndarray:
+        # A parameter keeps its tensor (updates and accumulation are in place): nothing to settle.
+        return t.detach().numpy()
+
     def _replace(self, t: torch.Tensor | None) -> None:
         # Reshaping a parameter (net surgery) swaps its storage, not the object,
         # so every layer sharing it sees the new shape.
         p = self._t
         assert p is not None
         with torch.no_grad():
-            p.data = torch.zeros(self._shape, dtype=p.dtype, device=p.device)
+            p.data = t if t is not None else torch.zeros(self._shape, dtype=p.dtype, device=p.device)
+
+    def _resize(self, shape: tuple[int, ...]) -> None:
+        p = self._t
+        assert p is not None
+        grad = _refit(self._diff_for_upload(), shape)
+        super()._resize(shape)
         if isinstance(p, torch.nn.Parameter):
-            p.grad = torch.zeros_like(p)
+            p.grad = grad if grad is not None else torch.zeros_like(p)
+            self._diff = None
 
     def to(self, device: torch.device) -> None:
         flush_host_writes()

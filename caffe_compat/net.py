@@ -12,7 +12,9 @@ rebinding each top blob to the tensor the layer returned (no copies).
 range being run (the loss tops, whose diff is their loss weight, and any
 diff the user wrote), asks it for the gradients of every bottom consumed in
 the range and of the parameters, and stores them as blob diffs the way
-Caffe's layer-by-layer backward leaves them.
+Caffe's layer-by-layer backward leaves them. Without a graph for the range
+(no forward yet, or a solver step freed it) backward is Caffe's, layer by
+layer from the blobs' current contents (:mod:`caffe_compat.replay`).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import numpy as np
 import torch
 
 from . import mode
-from .blob import Blob, ParamBlob, as_shape, flush_host_writes
+from .blob import Blob, ParamBlob, _handed_out, as_shape, flush_host_writes, settle_handouts
 from .errors import (
     BlobNotFoundError,
     CaffeCompatError,
@@ -38,12 +40,13 @@ from .errors import (
     UnknownLayerTypeError,
     layer_where,
 )
-from .layers.base import Layer, LayerContext
+from .layers.base import Layer, LayerContext, accumulating_param_diffs
 from .layers.registry import get_layer_class
 from .netparam import check_net_param, filter_net, insert_splits
 from .proto import caffe_pb2
 from .proto.files import parse_text, read_text
 from .proto.upgrade import upgrade_net
+from .replay import replay_backward
 from .sizes import FLOAT_BYTES, MemoryBudget
 
 __all__ = ["Net", "load_net_param", "TRAIN", "TEST"]
@@ -463,6 +466,10 @@ class Net:
             (n.index, k, w) for n in self._nodes for k, w in enumerate(n.loss_weights) if w
         ]
         self._any_backward = any(n.need_backward for n in self._nodes)
+        self._blob_writers: list[list[int]] = [[] for _ in self._blob_list]
+        for n in self._nodes:
+            for bid in n.top_ids:
+                self._blob_writers[bid].append(n.index)
 
     # ============================================================ pycaffe API
     @property
@@ -695,6 +702,8 @@ class Net:
                 for cb in hooks_a:
                     cb(i)
         self._graph_alive = grad_on
+        if _handed_out:  # arrays a script kept from the blobs see this forward's values
+            settle_handouts(read=[r[0] for r in records[start:end + 1] if r is not None])
         return loss
 
     def _feed_inputs(self, node: _Node, grad_on: bool) -> list[torch.Tensor]:
@@ -752,20 +761,20 @@ class Net:
             from .accel import check_backward_allowed
 
             check_backward_allowed(self)
-        if not self._graph_alive:
-            raise NetError(
-                "backward() needs a forward() first (the previous backward of the solver "
-                "freed the graph, or no forward ran yet)"
-            )
         flush_host_writes()
         blobs = self._blob_list
         nodes = self._nodes
         records = self._records
+        if not self._graph_alive or any(records[i] is None for i in range(end, start + 1)):
+            # No graph to use (no forward yet, a solver step freed it, a forward without
+            # grad): Caffe's backward from the blobs as they are.
+            replay_backward(self, start, end)
+            settle_handouts(diff=True)
+            return
         consumed: dict[int, torch.Tensor] = {}
         for i in range(end, start + 1):
             rec = records[i]
-            if rec is None:
-                raise NetError(f'backward: layer "{nodes[i].name}" has not run forward yet')
+            assert rec is not None
             for t in rec[0]:
                 if t.requires_grad:
                     consumed[id(t)] = t
@@ -807,8 +816,9 @@ class Net:
             try:
                 # autograd.grad hands back the gradients it computed; backward(inputs=...)
                 # would clone each intermediate one into .grad (retain_grad) first.
-                got = torch.autograd.grad(seeds, inputs, grads, retain_graph=retain_graph,
-                                          allow_unused=True)
+                with accumulating_param_diffs():
+                    got = torch.autograd.grad(seeds, inputs, grads, retain_graph=retain_graph,
+                                              allow_unused=True)
             except RuntimeError as exc:
                 if "second time" in str(exc) or "freed" in str(exc):
                     raise NetError(
@@ -844,6 +854,8 @@ class Net:
                 blobs[bid]._diff = bg
         if not retain_graph:
             self._graph_alive = False
+        if _handed_out:
+            settle_handouts(diff=True)
         for cb in self._hooks["after_backward"]:
             for i in range(start, end - 1, -1):
                 cb(i)
@@ -877,7 +889,8 @@ class Net:
             for i in range(last, -1, -1):
                 cb(i)
         if seeds and params:
-            torch.autograd.backward(seeds, grads, inputs=params)
+            with accumulating_param_diffs():
+                torch.autograd.backward(seeds, grads, inputs=params)
         for cb in self._hooks["after_backward"]:
             for i in range(last, -1, -1):
                 cb(i)
@@ -903,9 +916,8 @@ class Net:
                 ) from exc
             for bid, shape in zip(node.top_ids, tops):
                 blob = blobs[bid]
-                if blob.shape != tuple(shape) or blob._t is None:
-                    blob._t = None
-                    blob._shape = tuple(shape)
+                if blob.shape != tuple(shape):
+                    blob._resize(tuple(shape))  # Caffe's top->Reshape: the buffer kept if it fits
 
     def clear_param_diffs(self) -> None:
         """Zero every parameter gradient (Caffe's ``ClearParamDiffs``)."""

@@ -60,8 +60,10 @@ def test_reshape_keeps_data_when_shape_unchanged():
     b.data[...] = 3
     b.reshape(2, 2)
     assert (b.data == 3).all()
-    b.reshape(4)
-    assert b.data.shape == (4,) and not b.data.any()
+    b.reshape(4)  # Caffe's Blob::Reshape keeps the buffer when the count fits
+    assert b.data.shape == (4,) and (b.data == 3).all()
+    b.reshape(5)  # past the capacity: a fresh, zeroed buffer
+    assert b.data.shape == (5,) and not b.data.any()
 
 
 def test_param_blob_diff_is_grad_in_place():

@@ -182,7 +182,8 @@ def test_python2_layer_through_caffeinit(tmp_path):
 
 def test_caffe_compat_train_loads_a_python2_layer(tmp_path):
     """`caffe train` with a Python-2 layer module, as a Python-2 Caffe build ran it; strict mode refuses."""
-    job = write(tmp_path / "job", {"pyloss2.py": PY2_LAYER, "net.prototxt": NET.format(loss=PY_LOSS % "pyloss2"),
+    job = write(tmp_path / "job", {"pyloss2.py": PY2_LAYER,
+                                   "net.prototxt": NET.format(loss=PY_LOSS % "pyloss2"),
                                    "solver.prototxt": SOLVER.replace("display: 0", "display: 1")})
     res = cli(["train", "--solver=solver.prototxt"], job)
     assert res.returncode == 0, res.stderr

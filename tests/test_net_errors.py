@@ -144,11 +144,6 @@ def test_unknown_layer_in_forward_start(net):
         net.forward(start="nope")
 
 
-def test_backward_before_forward(net):
-    with pytest.raises(NetError, match="forward"):
-        net.backward()
-
-
 def test_missing_weights_file(tmp_path, net):
     with pytest.raises(WeightsError, match="no such"):
         net.copy_from(str(tmp_path / "absent.caffemodel"))

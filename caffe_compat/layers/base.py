@@ -22,9 +22,10 @@ and dynamo machinery); a net made only of such layers never pays it.
 from __future__ import annotations
 
 import builtins
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -34,7 +35,8 @@ from ..errors import CaffeCompatError, LayerError, ShapeError, WeightsError, lay
 from ..fillers import fill
 from ..proto import caffe_pb2
 
-__all__ = ["Layer", "LossLayer", "LayerContext", "Shape", "canonical_axis", "blob_proto_to_tensor"]
+__all__ = ["Layer", "LossLayer", "LayerContext", "Shape", "canonical_axis", "blob_proto_to_tensor",
+           "accumulating_param_diffs", "param_diffs_in_place"]
 
 Shape = tuple[int, ...]
 
@@ -59,6 +61,27 @@ class LayerContext:
         # A copied layer (copy.deepcopy of an exported module) belongs to no net.
         return LayerContext(self.phase, self.device, self.source, self.source_dir, None,
                             self.force_backward, None)
+
+
+_IN_PLACE_DIFFS = [False]
+
+
+@contextlib.contextmanager
+def accumulating_param_diffs() -> Iterator[None]:
+    """While the net backpropagates into its parameter diffs: a layer may add a weight
+    gradient straight into ``weight.grad`` (Caffe's GEMM with beta = 1 into the diff) and
+    give autograd None for it, instead of a fresh gradient tensor that is then added.
+    Outside (gradcheck, ``torch.autograd.grad`` by a user) gradients are returned as usual."""
+    was = _IN_PLACE_DIFFS[0]
+    _IN_PLACE_DIFFS[0] = True
+    try:
+        yield
+    finally:
+        _IN_PLACE_DIFFS[0] = was
+
+
+def param_diffs_in_place() -> bool:
+    return _IN_PLACE_DIFFS[0]
 
 
 def canonical_axis(axis: int, num_axes: int, where: str = "") -> int:
@@ -269,6 +292,31 @@ class Layer(nn.Module):
 
     def forward(self, *bottoms: torch.Tensor) -> torch.Tensor | Sequence[torch.Tensor]:
         raise NotImplementedError(f"{self.where}: forward not implemented")
+
+    def replay(self, *bottoms: torch.Tensor) -> torch.Tensor | Sequence[torch.Tensor]:
+        """Forward once more, for a backward that has no graph to use (:mod:`caffe_compat.replay`).
+
+        The same tops from the same bottoms as the last forward, and no side effects:
+        statistics the forward updates (BatchNorm's running sums, any buffer that is not
+        a learnable parameter) are put back. Layers that draw random numbers or carry
+        state between forwards override this to reuse the last forward's.
+        """
+        stats = [p for p in self.params if not isinstance(p, nn.Parameter)]
+        saved = [p.detach().clone() for p in stats]
+        try:
+            return self.forward(*bottoms)
+        finally:
+            with torch.no_grad():
+                for p, v in zip(stats, saved):
+                    if not torch.equal(p, v):
+                        p.copy_(v)
+
+    def replay_in_place(self, top: torch.Tensor) -> torch.Tensor | None:
+        """For an in-place layer in a backward without a graph: a tensor of value ``top``
+        (the blob's data, the layer's output) whose gradient is Caffe's in-place backward,
+        which reads only that output. None where the layer's backward needs its input:
+        the net then computes the input again from the layer that wrote it."""
+        return None
 
     def extra_repr(self) -> str:
         return f'name="{self.name}"'

@@ -20,7 +20,7 @@ import torch
 
 from ...proto import caffe_pb2
 
-__all__ = ["with_backward", "inplace_of"]
+__all__ = ["with_backward", "from_top", "inplace_of"]
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
 #: (bottom, top, top_diff) -> bottom_diff
@@ -48,6 +48,26 @@ def with_backward(x: torch.Tensor, fwd: Forward, bwd: Backward) -> torch.Tensor:
     if not (x.requires_grad and torch.is_grad_enabled()):
         return fwd(x)  # plain ops when no gradient is wanted (TEST nets, export)
     return _HandWritten.apply(x, fwd, bwd)
+
+
+class _FromTop(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, y: torch.Tensor, bwd: Backward) -> torch.Tensor:  # type: ignore[override]
+        ctx.bwd = bwd
+        ctx.save_for_backward(y)
+        return y.view_as(y)
+
+    @staticmethod
+    def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
+        (y,) = ctx.saved_tensors
+        return ctx.bwd(y, y, g), None
+
+
+def from_top(y: torch.Tensor, bwd: Backward) -> torch.Tensor:
+    """For a backward without a graph through an in-place layer: the blob holds the
+    layer's output ``y`` (its input is gone, as in Caffe), and the gradient is Caffe's
+    in-place one, ``bwd(y, y, top_diff)`` (bottom data and top data are the same memory)."""
+    return _FromTop.apply(y, bwd)
 
 
 def inplace_of(param: caffe_pb2.LayerParameter) -> bool:

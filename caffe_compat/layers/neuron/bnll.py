@@ -19,7 +19,7 @@ import torch
 from ...proto import caffe_pb2
 from ..base import Layer, LayerContext, Shape
 from ..registry import register_layer
-from ._caffe_grad import inplace_of, with_backward
+from ._caffe_grad import from_top, inplace_of, with_backward
 
 _THRESHOLD = 50.0  # kBNLL_THRESHOLD
 
@@ -48,3 +48,6 @@ class BNLL(Layer):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         return with_backward(x, _bnll, self._backward)
+
+    def replay_in_place(self, top: torch.Tensor) -> torch.Tensor:
+        return from_top(top, self._backward)  # in place, _backward reads the top data

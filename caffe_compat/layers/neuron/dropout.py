@@ -3,7 +3,8 @@
 Bottom: any shape. Top: same shape. In the TRAIN phase each value is kept
 with probability 1 − dropout_ratio and scaled by 1 / (1 − dropout_ratio)
 (dropped ones become 0); the gradient uses the same mask and scale. In the
-TEST phase the layer is the identity. The phase is the net's (or the layer's
+TEST phase the layer is the identity. The last mask is kept (Caffe's
+``rand_vec_``): a backward run without a graph uses it again. The phase is the net's (or the layer's
 ``phase`` field), not a train/eval switch. The mask comes from torch's
 generator, seeded by ``caffe.set_random_seed``.
 
@@ -22,6 +23,7 @@ import torch
 from ...proto import caffe_pb2
 from ..base import Layer, LayerContext, Shape
 from ..registry import register_layer
+from ._caffe_grad import from_top
 
 
 @register_layer("Dropout")
@@ -47,4 +49,22 @@ class Dropout(Layer):
         if x.is_meta:
             return torch.empty_like(x)
         mask = torch.empty_like(x).bernoulli_(self.keep)
+        self._mask = mask  # Caffe keeps rand_vec_ too: a backward without a graph reuses it
+        return x * (mask * self.scale)
+
+    _mask: torch.Tensor | None = None
+
+    def replay_in_place(self, top: torch.Tensor) -> torch.Tensor | None:
+        mask = self._mask
+        if not self.train_phase:
+            return top.view_as(top)
+        if mask is None or mask.shape != top.shape or mask.device != top.device:
+            return None
+        scaled = mask * self.scale
+        return from_top(top, lambda v, y, g: g * scaled)
+
+    def replay(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        mask = self._mask
+        if not self.train_phase or mask is None or mask.shape != x.shape or mask.device != x.device:
+            return self.forward(x)
         return x * (mask * self.scale)

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from ...proto import caffe_pb2
 from ..base import Layer, LayerContext, Shape
 from ..registry import register_layer
+from ._caffe_grad import from_top
 
 
 @register_layer("ELU")
@@ -33,3 +34,7 @@ class ELU(Layer):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         return F.elu(x, self.alpha)
+
+    def replay_in_place(self, top: torch.Tensor) -> torch.Tensor:
+        # Caffe's backward reads bottom and top data: in place both are the top
+        return from_top(top, lambda v, y, g: torch.where(y > 0, g, g * (y + self.alpha)))

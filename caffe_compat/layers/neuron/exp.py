@@ -18,6 +18,7 @@ import torch
 from ...proto import caffe_pb2
 from ..base import Layer, LayerContext, Shape
 from ..registry import register_layer
+from ._caffe_grad import from_top
 
 
 @register_layer("Exp")
@@ -41,3 +42,6 @@ class Exp(Layer):
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         y = torch.exp(x * self.inner)
         return y * self.outer if self.outer != 1 else y
+
+    def replay_in_place(self, top: torch.Tensor) -> torch.Tensor:
+        return from_top(top, lambda v, y, g: g * y * self.inner)  # Caffe's backward reads the top data

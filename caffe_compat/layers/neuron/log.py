@@ -22,7 +22,7 @@ import torch
 from ...proto import caffe_pb2
 from ..base import Layer, LayerContext, Shape
 from ..registry import register_layer
-from ._caffe_grad import inplace_of, with_backward
+from ._caffe_grad import from_top, inplace_of, with_backward
 
 
 @register_layer("Log")
@@ -59,3 +59,6 @@ class Log(Layer):
         if not self.in_place:
             return self._forward(x)  # autograd's derivative is Caffe's formula
         return with_backward(x, self._forward, self._backward)
+
+    def replay_in_place(self, top: torch.Tensor) -> torch.Tensor:
+        return from_top(top, self._backward)  # in place, _backward reads the top data

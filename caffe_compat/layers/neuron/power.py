@@ -23,7 +23,7 @@ import torch
 from ...proto import caffe_pb2
 from ..base import Layer, LayerContext, Shape
 from ..registry import register_layer
-from ._caffe_grad import inplace_of, with_backward
+from ._caffe_grad import from_top, inplace_of, with_backward
 
 
 @register_layer("Power")
@@ -70,3 +70,6 @@ class Power(Layer):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         return with_backward(x, self._forward, self._backward)
+
+    def replay_in_place(self, top: torch.Tensor) -> torch.Tensor:
+        return from_top(top, self._backward)  # in place, _backward reads the top data

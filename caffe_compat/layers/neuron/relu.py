@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from ...proto import caffe_pb2
 from ..base import Layer, LayerContext, Shape
 from ..registry import register_layer
-from ._caffe_grad import inplace_of, with_backward
+from ._caffe_grad import from_top, inplace_of, with_backward
 
 
 @register_layer("ReLU")
@@ -45,3 +45,7 @@ class ReLU(Layer):
                 lambda v, y, g: g * torch.where(y > 0, 1.0, slope).to(g.dtype),
             )
         return F.leaky_relu(x, self.negative_slope)
+
+    def replay_in_place(self, top: torch.Tensor) -> torch.Tensor:
+        slope = self.negative_slope  # Caffe: (bottom > 0) + slope * (bottom <= 0), bottom = top
+        return from_top(top, lambda v, y, g: g * torch.where(y > 0, 1.0, slope).to(g.dtype))

@@ -12,6 +12,7 @@ import torch
 
 from ..base import Layer
 from ..registry import register_layer
+from ._caffe_grad import from_top
 
 
 @register_layer("TanH")
@@ -22,3 +23,6 @@ class TanH(Layer):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         return torch.tanh(x)
+
+    def replay_in_place(self, top: torch.Tensor) -> torch.Tensor:
+        return from_top(top, lambda v, y, g: g * (1 - y * y))  # Caffe's backward reads the top data

@@ -182,6 +182,15 @@ class NumpyBridge:
                     f"call top[{j}].reshape(...) in setup() or reshape()")
         self._unshaped = [None] * len(self.tops)  # checked once, after the first reshape
 
+    replaying = False
+
+    def replay(self, bottoms: Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        self.replaying = True
+        try:
+            return self.forward(bottoms)
+        finally:
+            self.replaying = False
+
     def forward(self, bottoms: Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:
         self.user.blobs.freeze(self.host.where)
         self.sync_param_blobs()
@@ -193,6 +202,13 @@ class NumpyBridge:
 
     def run_forward(self, bottoms: Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:
         device = bottoms[0].device if len(bottoms) else self.host.ctx.device
+        if self.replaying:
+            # A backward without a graph: the tops hold what the last forward wrote; the
+            # user's forward does not run again (Caffe's backward calls only backward).
+            for j, (blob, t) in enumerate(zip(self.bottoms, bottoms)):
+                if j not in self.inplace:
+                    bind(blob, t.detach())
+            return tuple(blob.tensor.detach() for blob in self.tops)
         for j, (blob, t) in enumerate(zip(self.bottoms, bottoms)):
             t = t.detach()
             # In place, the layer overwrites its bottom: give it a copy, since

@@ -103,6 +103,11 @@ class PythonLayer(Layer):
     def forward(self, *bottoms: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return self._impl.forward(bottoms)
 
+    def replay(self, *bottoms: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        if isinstance(self._impl, NumpyBridge):
+            return self._impl.replay(bottoms)
+        return super().replay(*bottoms)  # a TorchLayer: its forward again, buffers put back
+
     def extra_repr(self) -> str:
         return f'name="{self.name}", class={self.origin}'
 

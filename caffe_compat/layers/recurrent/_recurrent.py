@@ -112,11 +112,23 @@ class Recurrent(Layer):
             init = [b.detach().reshape(n, self.hidden) for b in bottoms[2 + self.static:]]
         else:
             init = self._initial(n, x)
+            if not x.is_meta:
+                self._last_init = init  # what a backward without a graph starts from again
         out, final = self._unroll(x.reshape(t, n, -1), cont.unsqueeze(-1), static, init)
         final = [s.detach() for s in final]
         if not x.is_meta and not self.expose_hidden:
             self._state = final
         return (out, *(s.unsqueeze(0) for s in final)) if self.expose_hidden else (out,)
+
+    _last_init: list[torch.Tensor] | None = None
+
+    def replay(self, *bottoms: torch.Tensor) -> tuple[torch.Tensor, ...]:  # type: ignore[override]
+        carried = self._state
+        self._state = self._last_init  # the state the last forward started from
+        try:
+            return self.forward(*bottoms)
+        finally:
+            self._state = carried
 
     def reset(self) -> None:
         """Forget the carried state (Caffe's ``RecurrentLayer::Reset``)."""

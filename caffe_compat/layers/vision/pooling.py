@@ -145,6 +145,16 @@ class Pooling(Layer):
         out = self._geometry(bottom_shapes[0])[3]  # raises unless 4 axes
         return [(*bottom_shapes[0][:2], *out)] * (2 if self.want_mask else 1)
 
+    _last_u: torch.Tensor | None = None  # STOCHASTIC TRAIN: the last forward's draws
+    _replaying = False
+
+    def replay(self, x: torch.Tensor):  # type: ignore[override]
+        self._replaying = True
+        try:
+            return self.forward(x)
+        finally:
+            self._replaying = False
+
     def forward(self, x: torch.Tensor):  # type: ignore[override]
         k, s, p, out = self._geometry(x.shape)
         size: Pair = (x.shape[2], x.shape[3])
@@ -198,7 +208,10 @@ class Pooling(Layer):
             return (cols * cols).sum(dim=2) / (total + FLT_MIN)
         if x.is_meta:
             return total
-        u = 1.0 - torch.rand(total.shape, dtype=x.dtype, device=x.device)  # (0, 1] like curand
+        u = self._last_u
+        if not (self._replaying and u is not None and u.shape == total.shape and u.device == x.device):
+            u = 1.0 - torch.rand(total.shape, dtype=x.dtype, device=x.device)  # (0, 1] like curand
+            self._last_u = u  # a backward without a graph draws the same windows again
         reached = cols.detach().cumsum(dim=2) >= (u * total.detach()).unsqueeze(2)
         pick = reached.to(torch.uint8).argmax(dim=2, keepdim=True)  # first True (0 if none)
         return cols.gather(2, pick).squeeze(2)

@@ -33,18 +33,15 @@ each technique normally costs in accuracy. Turn them on per net or solver:
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import warnings
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
-from .errors import UnsupportedError
-
-if TYPE_CHECKING:
-    from .net import Net
+from .plans import EagerPlan
+from .plans.accelerated import AcceleratedPlan, Acceleration
+from .plans.compiled import CompiledPlan
 
 __all__ = ["accelerate", "Acceleration"]
 
@@ -53,45 +50,11 @@ _DTYPES = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.flo
            "float16": torch.float16}
 
 
-@dataclass
-class Acceleration:
-    channels_last: bool = False
-    autocast: torch.dtype | None = None
-    compile: bool | str = False
-    cuda_graphs: bool = False
-    lean_memory: bool = False
-    _modules: dict[str, Any] = field(default_factory=dict, repr=False)
-
-    def context(self, device: torch.device) -> contextlib.AbstractContextManager:
-        if self.autocast is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=device.type, dtype=self.autocast)
-
-    # ------------------------------------------------------------- compile
-    def compiled(self, net: "Net", kind: str) -> Any:
-        """The compiled module computing ``kind`` ("train": the loss tops;
-        "infer": the outputs) from the data layers' tops."""
-        module = self._modules.get(kind)
-        if module is None:
-            from .export import to_torch
-
-            if kind == "train":
-                names = sorted({net._blob_names[net._nodes[li].top_ids[k]] for li, k, _ in net._loss_tops})
-                graph = to_torch(net, outputs=names)
-            else:
-                graph = to_torch(net)
-            backend = self.compile if isinstance(self.compile, str) else "inductor"
-            mode = "reduce-overhead" if self.cuda_graphs and net.device.type == "cuda" else None
-            module = torch.compile(graph, backend=backend, mode=mode, dynamic=False)
-            self._modules[kind] = module
-        return module
-
-
 def accelerate(target: Any, *, channels_last: bool = False, autocast: str | None = None,
                compile: bool | str = False, cuda_graphs: bool = False,
                lean_memory: bool = False, tf32: bool = False) -> Any:
     """Turn accelerations on (or, with no arguments, off) for a Net or a Solver
-    (its train and test nets). Returns ``target``."""
+    (its train and test nets): choose the execution plan each net runs. Returns ``target``."""
     nets = _nets_of(target)
     if autocast is not None and autocast not in _DTYPES:
         raise ValueError(f"accelerate: autocast must be one of {sorted(_DTYPES)}, got {autocast!r}")
@@ -107,25 +70,26 @@ def accelerate(target: Any, *, channels_last: bool = False, autocast: str | None
             warnings.warn("accelerate: cuda_graphs needs a CUDA device; compiling without them",
                           RuntimeWarning, stacklevel=2)
         _set_channels_last(net, channels_last)
-        net._accel = Acceleration(channels_last, _DTYPES.get(autocast or ""), compile,
-                                  cuda_graphs, lean_memory) if on else None
+        if not on:
+            net._plan = EagerPlan()
+            continue
+        config = Acceleration(channels_last, _DTYPES.get(autocast or ""), compile, cuda_graphs, lean_memory)
+        net._plan = CompiledPlan(config) if compile else AcceleratedPlan(config)
     if on:
         _log.info("accelerate: channels_last=%s autocast=%s compile=%s cuda_graphs=%s lean_memory=%s",
                   channels_last, autocast, compile, cuda_graphs, lean_memory)
     return target
 
 
-def _nets_of(target: Any) -> list["Net"]:
-    from .net import Net
-
-    if isinstance(target, Net):
+def _nets_of(target: Any) -> list[Any]:
+    if hasattr(target, "_plan") and hasattr(target, "_nodes"):  # a Net
         return [target]
     if hasattr(target, "net") and hasattr(target, "test_nets"):
         return [target.net, *target.test_nets]
     raise TypeError(f"accelerate: expected a Net or a Solver, got {type(target).__name__}")
 
 
-def _set_channels_last(net: "Net", on: bool) -> None:
+def _set_channels_last(net: Any, on: bool) -> None:
     fmt = torch.channels_last if on else torch.contiguous_format
     with torch.no_grad():
         for node in net._nodes:
@@ -136,72 +100,3 @@ def _set_channels_last(net: "Net", on: bool) -> None:
                     p.data = p.data.contiguous(memory_format=fmt)
                     if p.grad is not None:
                         p.grad = p.grad.contiguous(memory_format=fmt)
-
-
-# ------------------------------------------------------------ compiled passes
-def _data_tops(net: "Net", module: Any) -> list[torch.Tensor]:
-    """Run the layers outside the graph (inputs, data layers) and return the
-    tensors the compiled graph takes, in its order."""
-    from .export import _is_data_layer
-
-    for node in net._nodes:
-        if _is_data_layer(node.layer):
-            net._run_layers(node.index, node.index, False, torch.is_grad_enabled(), False)
-    return [net.blob(name).tensor for name in module.input_names]
-
-
-def compiled_forward_backward(net: "Net", accel: Acceleration) -> torch.Tensor | None:
-    from .net import seed_grad
-
-    module = accel.compiled(net, "train")
-    graph = module._orig_mod if hasattr(module, "_orig_mod") else module
-    with accel.context(net.device):
-        outs = module(*_data_tops(net, graph))
-    seeds, grads = [], []
-    loss: torch.Tensor | None = None
-    for li, k, w in net._loss_tops:
-        bid = net._nodes[li].top_ids[k]
-        t = outs[net._blob_names[bid]]
-        net._blob_list[bid]._t = t
-        term = t.detach().float().sum() * w
-        loss = term if loss is None else loss + term
-        if t.requires_grad:
-            seeds.append(t)
-            grads.append(seed_grad(net._blob_list[bid].diff_tensor, t))
-    params = [b.tensor for b in net._learnable if b.tensor.requires_grad]
-    if seeds and params:
-        torch.autograd.backward(seeds, grads, inputs=params)
-    net._graph_alive = False
-    return loss
-
-
-def compiled_forward(net: "Net") -> None:
-    accel = net._accel
-    assert accel is not None
-    module = accel.compiled(net, "infer")
-    graph = module._orig_mod if hasattr(module, "_orig_mod") else module
-    with torch.no_grad(), accel.context(net.device):
-        outs = module(*_data_tops(net, graph))
-    for name, t in outs.items():
-        net.blob(name)._t = t
-    net._graph_alive = False
-
-
-def check_backward_allowed(net: "Net") -> None:
-    if net._accel is not None and net._accel.compile:
-        raise UnsupportedError(
-            "net.backward() is not available on a compiled net (caffe.accelerate(..., compile=...)); "
-            "train with the solver, or call caffe.accelerate(net) to turn compilation off"
-        )
-
-
-def forward_range(net: "Net", start: int, end: int, want_loss: bool, keep: bool) -> torch.Tensor | None:
-    """The net's forward under its accelerations."""
-    accel = net._accel
-    assert accel is not None
-    if accel.compile and start == 0 and end == len(net._nodes) - 1 and not want_loss:
-        compiled_forward(net)
-        return None
-    grad_on = torch.is_grad_enabled() and net._any_backward
-    with accel.context(net.device), torch.set_grad_enabled(grad_on):
-        return net._run_layers(start, end, want_loss, grad_on, keep)

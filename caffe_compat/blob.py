@@ -129,6 +129,22 @@ def settle_handouts(diff: bool = False, read: Sequence[Sequence[torch.Tensor]] =
             blob._t = kept
 
 
+def _forget_array(blob: "Blob", slot: str):  # type: ignore[no-untyped-def]
+    """A callback for when a handed-out array dies: the blob leaves ``_handed_out`` as soon
+    as it keeps no live array, so a forward that nobody watches costs nothing."""
+    owner = weakref.ref(blob)
+
+    def gone(ref: "weakref.ref[np.ndarray]") -> None:
+        b = owner()
+        if b is None or getattr(b, slot) is not ref:
+            return
+        setattr(b, slot, None)
+        if b._hdata is None and b._hdiff is None:
+            _handed_out.discard(b)
+
+    return gone
+
+
 def _refit(t: torch.Tensor | None, shape: tuple[int, ...]) -> torch.Tensor | None:
     """``t``'s memory seen with ``shape`` when the count fits (Caffe's Reshape within
     capacity: the first ``count`` values stay, in memory order), else None (zeros)."""
@@ -144,7 +160,10 @@ def _refit(t: torch.Tensor | None, shape: tuple[int, ...]) -> torch.Tensor | Non
     if t.is_contiguous() and t.storage_offset() == 0 and t.dtype is torch.float32:
         storage = t.untyped_storage()
         if count * 4 <= storage.nbytes():  # a blob shrunk earlier: its capacity is still there
-            return torch.empty(0, dtype=t.dtype, device=t.device).set_(storage, 0, shape)
+            strides = [1] * len(shape)
+            for a in range(len(shape) - 2, -1, -1):
+                strides[a] = strides[a + 1] * shape[a + 1]
+            return torch.empty(0, dtype=t.dtype, device=t.device).set_(storage, 0, shape, strides)
     return None
 
 
@@ -275,6 +294,10 @@ class Blob:
             return self._hand_out("_hdiff", d)
         return self._host("_mdiff", d)
 
+    @diff.setter
+    def diff(self, value: np.ndarray) -> None:
+        self.diff[...] = value
+
     def _hand_out(self, slot: str, t: torch.Tensor) -> np.ndarray:
         ref = getattr(self, slot)
         if ref is not None:
@@ -283,13 +306,9 @@ class Blob:
                     and arr.shape == tuple(t.shape) and arr.strides == tuple(4 * x for x in t.stride()):
                 return arr
         arr = t.detach().numpy()
-        setattr(self, slot, weakref.ref(arr))
+        setattr(self, slot, weakref.ref(arr, _forget_array(self, slot)))
         _handed_out.add(self)
         return arr
-
-    @diff.setter
-    def diff(self, value: np.ndarray) -> None:
-        self.diff[...] = value
 
     def _host(self, slot: str, t: torch.Tensor) -> np.ndarray:
         mirror = getattr(self, slot)

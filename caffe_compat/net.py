@@ -6,15 +6,10 @@ wire bottoms and tops (in-place when a top repeats the bottom at its index),
 record loss weights and parameter specs, work out which layers need backward,
 and collect the outputs.
 
-``forward`` runs the layers in order, reading each bottom from its blob and
-rebinding each top blob to the tensor the layer returned (no copies).
-``backward`` hands autograd the tops whose gradient comes from outside the
-range being run (the loss tops, whose diff is their loss weight, and any
-diff the user wrote), asks it for the gradients of every bottom consumed in
-the range and of the parameters, and stores them as blob diffs the way
-Caffe's layer-by-layer backward leaves them. Without a graph for the range
-(no forward yet, or a solver step freed it) backward is Caffe's, layer by
-layer from the blobs' current contents (:mod:`caffe_compat.replay`).
+Passes run through the net's execution plan (:mod:`caffe_compat.plans`): the
+eager interpreter it is built with, or the one :func:`caffe_compat.accelerate`
+chose. The net checks ranges, flushes host writes and moves blobs to its device,
+then hands the pass to the plan; it never branches on accelerations.
 """
 
 from __future__ import annotations
@@ -30,7 +25,7 @@ import numpy as np
 import torch
 
 from . import mode
-from .blob import Blob, ParamBlob, _handed_out, as_shape, flush_host_writes, settle_handouts
+from .blob import Blob, ParamBlob, as_shape, flush_host_writes
 from .errors import (
     BlobNotFoundError,
     CaffeCompatError,
@@ -40,13 +35,13 @@ from .errors import (
     UnknownLayerTypeError,
     layer_where,
 )
-from .layers.base import Layer, LayerContext, accumulating_param_diffs
+from .layers.base import Layer, LayerContext
 from .layers.registry import get_layer_class
+from .plans import EagerPlan, ExecutionPlan, seed_grad  # noqa: F401  (seed_grad: net's old home)
 from .netparam import check_net_param, filter_net, insert_splits
 from .proto import caffe_pb2
 from .proto.files import parse_text, read_text
 from .proto.upgrade import upgrade_net
-from .replay import replay_backward
 from .sizes import FLOAT_BYTES, MemoryBudget
 
 __all__ = ["Net", "load_net_param", "TRAIN", "TEST"]
@@ -280,7 +275,7 @@ class Net:
         self._index_names()
         self._records: list[_Record | None] = [None] * len(self._nodes)
         self._graph_alive = False
-        self._accel: Any = None  # caffe_compat.accel.Acceleration when accelerated
+        self._plan: ExecutionPlan = EagerPlan()  # how passes run; caffe.accelerate picks another
         self._hooks: dict[str, list[LayerCallback]] = {
             "before_forward": [], "after_forward": [], "before_backward": [], "after_backward": [],
         }
@@ -581,6 +576,11 @@ class Net:
     def after_backward(self, callback: LayerCallback) -> None:
         self._hooks["after_backward"].append(callback)
 
+    @property
+    def _accel(self) -> Any:
+        """The opt-in settings of the net's plan (None for the eager interpreter)."""
+        return self._plan.config
+
     # ================================================================ forward
     def forward(self, blobs: Iterable[str] | None = None, start: str | None = None,
                 end: str | None = None, **kwargs: np.ndarray) -> dict[str, np.ndarray]:
@@ -628,96 +628,12 @@ class Net:
             raise NetError(f"forward: layer range {start}..{end} outside 0..{len(self._nodes) - 1}")
         flush_host_writes()
         self._sync_device()
-        if self._accel is not None:
-            from .accel import forward_range
-
-            return forward_range(self, start, end, want_loss, keep)
-        if torch.is_grad_enabled() and not self._any_backward:
-            # Nothing will backpropagate (a deploy net): build no graph at all.
-            with torch.no_grad():
-                return self._run_layers(start, end, want_loss, False, keep)
-        return self._run_layers(start, end, want_loss, torch.is_grad_enabled(), keep)
+        return self._plan.forward_range(self, start, end, want_loss, keep)
 
     def _run_layers(self, start: int, end: int, want_loss: bool, grad_on: bool,
                     keep: bool = True) -> torch.Tensor | None:
-        """The interpreter loop; kept lean because it runs once per layer per pass.
-
-        ``keep=False`` (the solver's pass) records only the loss layers' tensors: the
-        tensors an in-place layer replaced (e.g. a convolution's output before its ReLU)
-        are then freed during the forward instead of living through the backward.
-        """
-        blobs = self._blob_list
-        records = self._records
-        nodes = self._nodes
-        hooks_b = self._hooks["before_forward"]
-        hooks_a = self._hooks["after_forward"]
-        loss: torch.Tensor | None = None
-        for i in range(start, end + 1):
-            node = nodes[i]
-            if hooks_b:
-                for cb in hooks_b:
-                    cb(i)
-            if node.is_input:
-                tops: Sequence[torch.Tensor] = self._feed_inputs(node, grad_on)
-                records[i] = ([], tops)
-            else:
-                bottoms = []
-                for b in node.bottom_ids:
-                    t = blobs[b]._t
-                    bottoms.append(t if t is not None else blobs[b].tensor)
-                if grad_on:  # without a graph there is nothing to cut
-                    for k in node.detach:
-                        bottoms[k] = bottoms[k].detach()
-                off = grad_on and not node.need_backward
-                try:
-                    if off:
-                        with torch.no_grad():
-                            out = node.layer.forward(*bottoms)
-                    else:
-                        out = node.layer.forward(*bottoms)
-                except CaffeCompatError:
-                    raise
-                except Exception as exc:
-                    raise LayerError(
-                        f"{layer_where(node.type, node.name)}: forward failed on bottoms "
-                        f"{[list(b.shape) for b in bottoms]}: {type(exc).__name__}: {exc}"
-                    ) from exc
-                tops = (out,) if isinstance(out, torch.Tensor) else tuple(out)
-                for k, tt in enumerate(tops):
-                    for bt in bottoms:
-                        if tt is bt:
-                            # A top must be its own autograd node (identity layers
-                            # such as Dropout at TEST return their input).
-                            tops = tops[:k] + (tt.view_as(tt),) + tops[k + 1:]
-                            break
-                for bid, top in zip(node.top_ids, tops):
-                    blobs[bid]._t = top
-                records[i] = (bottoms, tops) if keep or node.has_loss else None
-            if want_loss and node.has_loss:
-                for k, w in enumerate(node.loss_weights):
-                    if w:
-                        term = tops[k].detach().sum() * w
-                        loss = term if loss is None else loss + term
-            if hooks_a:
-                for cb in hooks_a:
-                    cb(i)
-        self._graph_alive = grad_on
-        if _handed_out:  # arrays a script kept from the blobs see this forward's values
-            settle_handouts(read=[r[0] for r in records[start:end + 1] if r is not None])
-        return loss
-
-    def _feed_inputs(self, node: _Node, grad_on: bool) -> list[torch.Tensor]:
-        tops = []
-        for bid in node.top_ids:
-            blob = self._blob_list[bid]
-            t = blob.tensor
-            if t.requires_grad or t.grad_fn is not None:
-                t = t.detach()
-            if grad_on and self._blob_need_backward[bid]:
-                t = t.detach().requires_grad_(True)
-            blob._t = t
-            tops.append(t)
-        return tops
+        """The eager interpreter over layers ``start``..``end`` (data layers of a compiled plan)."""
+        return EagerPlan.run_layers(self, start, end, want_loss, grad_on, keep)
 
     # =============================================================== backward
     def backward(self, diffs: Iterable[str] | None = None, start: str | None = None,
@@ -757,145 +673,12 @@ class Net:
             raise NetError(f"backward: layer range {start}..{end} invalid for {len(self._nodes)} layers")
         if not self._any_backward:
             return  # no layer reaches a loss and nothing forces backward: Caffe does nothing
-        if self._accel is not None:
-            from .accel import check_backward_allowed
-
-            check_backward_allowed(self)
-        flush_host_writes()
-        blobs = self._blob_list
-        nodes = self._nodes
-        records = self._records
-        if not self._graph_alive or any(records[i] is None for i in range(end, start + 1)):
-            # No graph to use (no forward yet, a solver step freed it, a forward without
-            # grad): Caffe's backward from the blobs as they are.
-            replay_backward(self, start, end)
-            settle_handouts(diff=True)
-            return
-        consumed: dict[int, torch.Tensor] = {}
-        for i in range(end, start + 1):
-            rec = records[i]
-            assert rec is not None
-            for t in rec[0]:
-                if t.requires_grad:
-                    consumed[id(t)] = t
-        seeds: list[torch.Tensor] = []
-        grads: list[torch.Tensor] = []
-        params: list[torch.Tensor] = []
-        seen_params: set[int] = set()
-        for i in range(end, start + 1):
-            node = nodes[i]
-            if not node.need_backward:
-                continue
-            for k, t in enumerate(records[i][1]):  # type: ignore[index]
-                if id(t) in consumed or not t.requires_grad:
-                    continue
-                blob = blobs[node.top_ids[k]]
-                if not blob.has_diff and not getattr(node.layer, "always_backward", False):
-                    continue  # an all-zero seed contributes nothing (Python layers still run)
-                seeds.append(t)
-                grads.append(seed_grad(blob.diff_tensor, t))
-            for p in node.layer.params:
-                if p.requires_grad and id(p) not in seen_params:
-                    seen_params.add(id(p))
-                    params.append(p)
-        for cb in self._hooks["before_backward"]:
-            for i in range(start, end - 1, -1):
-                cb(i)
-        inputs = params + list(consumed.values())
-        # Let go of the diffs this pass replaces, so that old and new are not both held
-        # through the backward (arrays a user kept stay valid: they hold their memory).
-        for i in range(end, start + 1):
-            node = nodes[i]
-            if node.need_backward:
-                for k, bid in enumerate(node.bottom_ids):
-                    t = records[i][0][k]  # type: ignore[index]
-                    if node.bottom_need_backward[k] and id(t) in consumed:
-                        blobs[bid]._diff = None
-        grad_of: dict[int, torch.Tensor | None] = {}
-        if seeds and inputs:
-            try:
-                # autograd.grad hands back the gradients it computed; backward(inputs=...)
-                # would clone each intermediate one into .grad (retain_grad) first.
-                with accumulating_param_diffs():
-                    got = torch.autograd.grad(seeds, inputs, grads, retain_graph=retain_graph,
-                                              allow_unused=True)
-            except RuntimeError as exc:
-                if "second time" in str(exc) or "freed" in str(exc):
-                    raise NetError(
-                        "backward: the graph of the last forward was already used by a "
-                        "solver step; run forward() again"
-                    ) from exc
-                raise
-            acc: list[torch.Tensor] = []
-            new: list[torch.Tensor] = []
-            for p, pg in zip(params, got):
-                if pg is not None:
-                    if p.grad is None:
-                        p.grad = torch.zeros_like(p)
-                    acc.append(p.grad)
-                    new.append(pg)
-            if acc:  # Caffe accumulates parameter diffs until ClearParamDiffs
-                torch._foreach_add_(acc, new)
-            grad_of = {id(t): g for t, g in zip(consumed.values(), got[len(params):])}
-        # Store bottom gradients as Caffe leaves them: the lowest layer that
-        # writes a blob's diff writes it last.
-        done: set[int] = set()
-        for i in range(end, start + 1):
-            node = nodes[i]
-            bottoms = records[i][0]  # type: ignore[index]
-            for k, bid in enumerate(node.bottom_ids):
-                t = bottoms[k]
-                if id(t) not in consumed:
-                    continue
-                bg = grad_of.get(id(t))
-                if bid in done or not (node.need_backward and node.bottom_need_backward[k]):
-                    continue
-                done.add(bid)
-                blobs[bid]._diff = bg
-        if not retain_graph:
-            self._graph_alive = False
-        if _handed_out:
-            settle_handouts(diff=True)
-        for cb in self._hooks["after_backward"]:
-            for i in range(start, end - 1, -1):
-                cb(i)
+        self._plan.backward_range(self, start, end, retain_graph)
 
     def _forward_backward(self) -> torch.Tensor | None:
         """One training pass for the solver: forward, then backward from the
         loss tops into the parameter gradients only (no blob diffs kept)."""
-        if self._accel is not None and self._accel.compile:
-            from .accel import compiled_forward_backward
-
-            return compiled_forward_backward(self, self._accel)
-        loss = self._forward_range(0, len(self._nodes) - 1, want_loss=True, keep=False)
-        seeds, grads = [], []
-        for li, k, _ in self._loss_tops:
-            node = self._nodes[li]
-            if not node.need_backward:
-                continue
-            t = self._records[li][1][k]  # type: ignore[index]
-            if t.requires_grad:
-                seeds.append(t)
-                grads.append(seed_grad(self._blob_list[node.top_ids[k]].diff_tensor, t))
-        params = [b.tensor for b in self._learnable if b.tensor.requires_grad]
-        if self._accel is not None and self._accel.lean_memory:
-            keep = {*self._output_ids, *(self._nodes[li].top_ids[k] for li, k, _ in self._loss_tops),
-                    *(b for n in self._nodes if not n.bottom_ids for b in n.top_ids)}
-            for bid, blob in enumerate(self._blob_list):
-                if bid not in keep:
-                    blob.release()  # autograd alone holds what backward still needs
-        last = len(self._nodes) - 1
-        for cb in self._hooks["before_backward"]:  # as Net::Backward runs them, layer by layer
-            for i in range(last, -1, -1):
-                cb(i)
-        if seeds and params:
-            with accumulating_param_diffs():
-                torch.autograd.backward(seeds, grads, inputs=params)
-        for cb in self._hooks["after_backward"]:
-            for i in range(last, -1, -1):
-                cb(i)
-        self._graph_alive = False
-        return loss
+        return self._plan.forward_backward(self)
 
     # ============================================================ whole-net ops
     def reshape(self) -> None:
@@ -1021,11 +804,6 @@ class Net:
     def __repr__(self) -> str:
         phase = "TRAIN" if self.phase == TRAIN else "TEST"
         return f"<caffe_compat.Net {self.name!r}: {len(self._nodes)} layers, phase {phase}>"
-
-
-def seed_grad(diff: torch.Tensor, top: torch.Tensor) -> torch.Tensor:
-    """A top's diff as backward's seed: in the top's dtype (reduced under opt-in autocast)."""
-    return diff if diff.dtype == top.dtype else diff.to(top.dtype)
 
 
 def _parse_net_args(args: tuple[Any, ...], kwargs: dict[str, Any]

@@ -294,7 +294,7 @@ class Layer(nn.Module):
         raise NotImplementedError(f"{self.where}: forward not implemented")
 
     def replay(self, *bottoms: torch.Tensor) -> torch.Tensor | Sequence[torch.Tensor]:
-        """Forward once more, for a backward that has no graph to use (:mod:`caffe_compat.replay`).
+        """Forward once more, for a backward that has no graph to use (:mod:`caffe_compat.plans.replay`).
 
         The same tops from the same bottoms as the last forward, and no side effects:
         statistics the forward updates (BatchNorm's running sums, any buffer that is not

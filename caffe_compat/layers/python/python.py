@@ -106,7 +106,8 @@ class PythonLayer(Layer):
     def replay(self, *bottoms: torch.Tensor) -> tuple[torch.Tensor, ...]:
         if isinstance(self._impl, NumpyBridge):
             return self._impl.replay(bottoms)
-        return super().replay(*bottoms)  # a TorchLayer: its forward again, buffers put back
+        out = super().replay(*bottoms)  # a TorchLayer: its forward again, buffers put back
+        return (out,) if isinstance(out, torch.Tensor) else tuple(out)
 
     def extra_repr(self) -> str:
         return f'name="{self.name}", class={self.origin}'

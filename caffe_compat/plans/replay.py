@@ -26,11 +26,12 @@ from typing import TYPE_CHECKING, Sequence
 
 import torch
 
-from .errors import CaffeCompatError, LayerError, layer_where
-from .layers.base import accumulating_param_diffs
+from ..errors import CaffeCompatError, LayerError, layer_where
+from ..layers.base import accumulating_param_diffs
+from .base import seed_grad
 
 if TYPE_CHECKING:
-    from .net import Net
+    from ..net import Net
 
 __all__ = ["replay_backward"]
 
@@ -118,8 +119,6 @@ class _Replayer:
                 tops = _as_tuple(self.run(i, leaves))
         seeds: list[torch.Tensor] = []
         grads: list[torch.Tensor] = []
-        from .net import seed_grad  # (net imports this module)
-
         for k, t in enumerate(tops):
             if any(t is leaf for leaf in leaves):
                 t = t.view_as(t)  # an identity layer's top: its own autograd node
@@ -132,7 +131,7 @@ class _Replayer:
             with accumulating_param_diffs():
                 got = torch.autograd.grad(seeds, inputs, grads, allow_unused=True)
         else:
-            got = (None,) * len(inputs)
+            got = (None,) * len(inputs)  # type: ignore[assignment]
         acc, new = [], []
         for p, g in zip(params, got):
             if g is not None:

@@ -700,7 +700,9 @@ class Net:
             for bid, shape in zip(node.top_ids, tops):
                 blob = blobs[bid]
                 if blob.shape != tuple(shape):
-                    blob._resize(tuple(shape))  # Caffe's top->Reshape: the buffer kept if it fits
+                    # Caffe's top->Reshape: the buffer kept if it fits; INT_MAX checked first
+                    blob._resize(as_shape(shape, f'{layer_where(node.type, node.name)}: top blob '
+                                                 f'"{self._blob_names[bid]}"'))
 
     def clear_param_diffs(self) -> None:
         """Zero every parameter gradient (Caffe's ``ClearParamDiffs``)."""

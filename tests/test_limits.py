@@ -158,3 +158,18 @@ def test_closing_stops_a_long_batch(db):
     layer.close()
     thread.join(timeout=30)
     assert not thread.is_alive() and time.perf_counter() - start < 10
+
+
+def test_net_reshape_checks_int_max(tmp_path):
+    import caffe_compat as caffe
+    from caffe_compat.errors import ShapeError
+
+    path = tmp_path / "n.prototxt"
+    path.write_text('layer { name: "data" type: "Input" top: "data" '
+                    'input_param { shape { dim: 1 dim: 4 } } }\n'
+                    'layer { name: "ip" type: "InnerProduct" bottom: "data" top: "ip" '
+                    'inner_product_param { num_output: 100000 } }\n')
+    net = caffe.Net(str(path), caffe.TEST)
+    net.blobs["data"].reshape(30000, 4)
+    with pytest.raises(ShapeError, match='InnerProduct layer "ip": top blob "ip".*INT_MAX'):
+        net.reshape()

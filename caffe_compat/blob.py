@@ -32,7 +32,7 @@ diff); growing past it gives zeros, as Caffe's fresh SyncedMemory.
 from __future__ import annotations
 
 import weakref
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -188,7 +188,7 @@ class Blob:
     """A named N-d array of float32 with a gradient, as pycaffe shows it."""
 
     __slots__ = ("_t", "_diff", "_shape", "_device", "_mdata", "_mdiff", "_released", "_name",
-                 "_hdata", "_hdiff", "__weakref__")
+                 "_hdata", "_hdiff", "_forget", "__weakref__")
 
     def __init__(self, shape: Sequence[int] = (), device: torch.device | str = "cpu") -> None:
         if isinstance(shape, int):
@@ -205,6 +205,7 @@ class Blob:
         # weak references to the last CPU arrays handed out (see settle_handouts)
         self._hdata: weakref.ref[np.ndarray] | None = None
         self._hdiff: weakref.ref[np.ndarray] | None = None
+        self._forget: dict[str, Any] | None = None  # the two weakref callbacks, made once
 
     # ------------------------------------------------------------------ tensors
     @classmethod
@@ -306,7 +307,10 @@ class Blob:
                     and arr.shape == tuple(t.shape) and arr.strides == tuple(4 * x for x in t.stride()):
                 return arr
         arr = t.detach().numpy()
-        setattr(self, slot, weakref.ref(arr, _forget_array(self, slot)))
+        forget = self._forget
+        if forget is None:
+            forget = self._forget = {s: _forget_array(self, s) for s in ("_hdata", "_hdiff")}
+        setattr(self, slot, weakref.ref(arr, forget[slot]))
         _handed_out.add(self)
         return arr
 

@@ -22,10 +22,9 @@ and dynamo machinery); a net made only of such layers never pays it.
 from __future__ import annotations
 
 import builtins
-import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Iterator, Sequence
+from typing import Any, ClassVar, Sequence
 
 import torch
 from torch import nn
@@ -63,25 +62,36 @@ class LayerContext:
                             self.force_backward, None)
 
 
-_IN_PLACE_DIFFS = [False]
+class _InPlaceDiffs:
+    """See :func:`accumulating_param_diffs` (a class, not a generator: it runs every pass)."""
+
+    __slots__ = ("on", "_was")
+
+    def __init__(self) -> None:
+        self.on = False
+        self._was: list[bool] = []
+
+    def __enter__(self) -> None:
+        self._was.append(self.on)
+        self.on = True
+
+    def __exit__(self, *exc: object) -> None:
+        self.on = self._was.pop()
 
 
-@contextlib.contextmanager
-def accumulating_param_diffs() -> Iterator[None]:
+_IN_PLACE_DIFFS = _InPlaceDiffs()
+
+
+def accumulating_param_diffs() -> _InPlaceDiffs:
     """While the net backpropagates into its parameter diffs: a layer may add a weight
     gradient straight into ``weight.grad`` (Caffe's GEMM with beta = 1 into the diff) and
     give autograd None for it, instead of a fresh gradient tensor that is then added.
     Outside (gradcheck, ``torch.autograd.grad`` by a user) gradients are returned as usual."""
-    was = _IN_PLACE_DIFFS[0]
-    _IN_PLACE_DIFFS[0] = True
-    try:
-        yield
-    finally:
-        _IN_PLACE_DIFFS[0] = was
+    return _IN_PLACE_DIFFS
 
 
 def param_diffs_in_place() -> bool:
-    return _IN_PLACE_DIFFS[0]
+    return _IN_PLACE_DIFFS.on
 
 
 def canonical_axis(axis: int, num_axes: int, where: str = "") -> int:

@@ -130,7 +130,7 @@ class EagerPlan(ExecutionPlan):
         blobs = net._blob_list
         nodes = net._nodes
         records = net._records
-        if not net._graph_alive or any(records[i] is None for i in range(end, start + 1)):
+        if not net._graph_alive or None in records[end:start + 1]:
             # No graph to use (no forward yet, a solver step freed it, a forward without
             # grad): Caffe's backward from the blobs as they are.
             replay_backward(net, start, end)

@@ -1,7 +1,7 @@
 # caffe_compat — the commands a user and CI run.
 #
 #   make demo       install, then train LeNet on an embedded data set and print the result
-#   make test       install, then run the test suite (about 2 minutes on 2 cores)
+#   make test       install, then run the test suite (about 3-4 minutes on 2 cores)
 #   make test-long  the long runs too (whole models, long trajectories)
 #   make bench      benchmarks (bench/), ratios against hand-written PyTorch
 #   make bench-big  the model-zoo nets vs twins, real Caffe, OpenCV dnn and ONNX Runtime (tens of minutes)

@@ -8,6 +8,11 @@ machine hits every policy alike. Policies:
 * ``passive`` — caffe_compat's default (``OMP_WAIT_POLICY=PASSIVE`` while torch loads);
 * ``spin`` — libgomp's default (``CAFFE_COMPAT_OMP_WAIT=spin``), i.e. what a user who
   imported torch first gets;
+* ``spin 10k``, ``spin 100k`` — libgomp spinning that many times before it sleeps
+  (``GOMP_SPINCOUNT``; libgomp's default is 300000). Quiet VM, 2026-12-07, LeNet / CIFAR
+  fwd+bwd ms alone -> next to one ``yes``: passive 18.5 -> 25.2 / 55.9 -> 94.1, spin
+  15.2 -> 32.0 / 52.0 -> 179, 10k 16.5 -> 72.6 / 49.9 -> 139, 100k 15.0 -> 101 / 48.4 -> 223:
+  a bounded spin keeps spinning's cost under load, passive stays the default;
 * ``1 thread`` — ``torch.set_num_threads(1)`` (no team, nothing waits).
 
 Workloads (caffe_compat nets): LeNet b64 and CIFAR10-quick b100 ``net.forward();
@@ -33,6 +38,8 @@ sys.path.insert(0, HERE)
 POLICIES: dict[str, dict[str, str]] = {
     "passive": {},
     "spin": {"CAFFE_COMPAT_OMP_WAIT": "spin"},
+    "spin 10k": {"GOMP_SPINCOUNT": "10000"},  # libgomp spins this many times, then sleeps
+    "spin 100k": {"GOMP_SPINCOUNT": "100000"},
     "1 thread": {"BENCH_THREADS": "1"},
 }
 WORKLOADS = ["lenet", "cifar", "googlenet"]

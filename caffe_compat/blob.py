@@ -159,11 +159,10 @@ def _refit(t: torch.Tensor | None, shape: tuple[int, ...]) -> torch.Tensor | Non
         return flat[:count].view(shape)
     if t.is_contiguous() and t.storage_offset() == 0 and t.dtype is torch.float32:
         storage = t.untyped_storage()
-        if count * 4 <= storage.nbytes():  # a blob shrunk earlier: its capacity is still there
-            strides = [1] * len(shape)
-            for a in range(len(shape) - 2, -1, -1):
-                strides[a] = strides[a + 1] * shape[a + 1]
-            return torch.empty(0, dtype=t.dtype, device=t.device).set_(storage, 0, shape, strides)
+        capacity = storage.nbytes() // 4
+        if count <= capacity:  # a blob shrunk earlier: its capacity is still there
+            whole = torch.empty(0, dtype=t.dtype, device=t.device).set_(storage, 0, (capacity,), (1,))
+            return whole[:count].view(shape)
     return None
 
 
@@ -245,31 +244,30 @@ class Blob:
     @property
     def diff_tensor(self) -> torch.Tensor:
         """The gradient as a torch tensor (zeros until something writes it)."""
-        d = self._diff
-        shape = self.shape
-        if d is not None and tuple(d.shape) != shape and d.device == self._device:
-            d = self._diff = _refit(d, shape)  # the top was reshaped: Caffe's diff keeps its buffer
-        if d is None or d.device != self._device:
-            d = self._diff = torch.zeros(shape, dtype=torch.float32, device=self._device)
+        d = self._fitted_diff()
+        if d is None:
+            d = self._diff = torch.zeros(self.shape, dtype=torch.float32, device=self._device)
         return d
 
     @diff_tensor.setter
     def diff_tensor(self, value: torch.Tensor) -> None:
         self._diff = value
 
+    def _fitted_diff(self) -> torch.Tensor | None:
+        """The diff kept for the current shape: after a reshape, what of Caffe's buffer is
+        left (:func:`_refit`); None when there is none (or it is on another device)."""
+        d = self._diff
+        if d is None or d.device != self._device:
+            return None
+        shape = self.shape
+        if tuple(d.shape) != shape:
+            d = self._diff = _refit(d, shape)  # the top was reshaped: Caffe's diff keeps its buffer
+        return d
+
     @property
     def has_diff(self) -> bool:
         """Whether a gradient was written (by backward or by the user)."""
-        d = self._diff
-        if d is None:
-            return False
-        shape = self.shape
-        if tuple(d.shape) != shape:
-            if d.device != self._device:
-                return False
-            self._diff = _refit(d, shape)  # reshaped since: what of the buffer is left
-            return self._diff is not None
-        return True
+        return self._fitted_diff() is not None
 
     # ------------------------------------------------------------ numpy views
     @property

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 import torch
 
 if TYPE_CHECKING:
     from ..net import Net
 
-__all__ = ["ExecutionPlan", "seed_grad"]
+__all__ = ["ExecutionPlan", "seed_grad", "add_param_grads"]
 
 
 class ExecutionPlan:
@@ -47,3 +47,18 @@ class ExecutionPlan:
 def seed_grad(diff: torch.Tensor, top: torch.Tensor) -> torch.Tensor:
     """A top's diff as backward's seed: in the top's dtype (reduced under opt-in autocast)."""
     return diff if diff.dtype == top.dtype else diff.to(top.dtype)
+
+
+def add_param_grads(params: "list[torch.Tensor]", grads: "Sequence[torch.Tensor | None]") -> None:
+    """Add backward's parameter gradients into ``.grad``: Caffe accumulates parameter diffs
+    until ClearParamDiffs (a None gradient adds nothing: unused, or already added in place)."""
+    acc: list[torch.Tensor] = []
+    new: list[torch.Tensor] = []
+    for p, g in zip(params, grads):
+        if g is not None:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+            acc.append(p.grad)
+            new.append(g)
+    if acc:
+        torch._foreach_add_(acc, new)

@@ -20,7 +20,7 @@ import torch
 from ..blob import _handed_out, flush_host_writes, settle_handouts
 from ..errors import CaffeCompatError, LayerError, NetError, layer_where
 from ..layers.base import accumulating_param_diffs
-from .base import ExecutionPlan, seed_grad
+from .base import ExecutionPlan, add_param_grads, seed_grad
 from .replay import replay_backward
 
 if TYPE_CHECKING:
@@ -191,16 +191,7 @@ class EagerPlan(ExecutionPlan):
                         "solver step; run forward() again"
                     ) from exc
                 raise
-            acc: list[torch.Tensor] = []
-            new: list[torch.Tensor] = []
-            for p, pg in zip(params, got):
-                if pg is not None:
-                    if p.grad is None:
-                        p.grad = torch.zeros_like(p)
-                    acc.append(p.grad)
-                    new.append(pg)
-            if acc:  # Caffe accumulates parameter diffs until ClearParamDiffs
-                torch._foreach_add_(acc, new)
+            add_param_grads(params, got)
             grad_of = {id(t): g for t, g in zip(consumed.values(), got[len(params):])}
         # Store bottom gradients as Caffe leaves them: the lowest layer that
         # writes a blob's diff writes it last.

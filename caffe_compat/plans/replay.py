@@ -28,7 +28,7 @@ import torch
 
 from ..errors import CaffeCompatError, LayerError, layer_where
 from ..layers.base import accumulating_param_diffs
-from .base import seed_grad
+from .base import add_param_grads, seed_grad
 
 if TYPE_CHECKING:
     from ..net import Net
@@ -132,15 +132,7 @@ class _Replayer:
                 got = torch.autograd.grad(seeds, inputs, grads, allow_unused=True)
         else:
             got = (None,) * len(inputs)  # type: ignore[assignment]
-        acc, new = [], []
-        for p, g in zip(params, got):
-            if g is not None:
-                if p.grad is None:
-                    p.grad = torch.zeros_like(p)
-                acc.append(p.grad)
-                new.append(g)
-        if acc:  # parameter diffs accumulate until ClearParamDiffs
-            torch._foreach_add_(acc, new)
+        add_param_grads(params, got)
         j = len(params)
         for k, bid in enumerate(node.bottom_ids):
             if needs[k]:

@@ -7,8 +7,8 @@ each technique normally costs in accuracy. Turn them on per net or solver:
     caffe.accelerate(solver, channels_last=True, autocast="bf16", compile=True)
 
 * ``channels_last`` stores 4-d convolution weights NHWC, so convolutions run
-  in torch's channels-last kernels (their outputs follow); blob arrays keep
-  Caffe's NCHW indexing (numpy views are strided).
+  in torch's channels-last kernels (their outputs follow); a blob's array is
+  C-contiguous NCHW, as pycaffe's: the blob takes an NCHW copy when it is read.
 * ``autocast="bf16"|"fp16"`` runs the layers under ``torch.autocast``;
   parameters, gradients, solver history and loss values stay float32. Blob
   arrays of reduced-precision intermediates are float32 copies (writing into
@@ -39,7 +39,7 @@ from typing import Any
 
 import torch
 
-from .plans import EagerPlan
+from .plans import default_plan
 from .plans.accelerated import AcceleratedPlan, Acceleration
 from .plans.compiled import CompiledPlan
 
@@ -71,7 +71,7 @@ def accelerate(target: Any, *, channels_last: bool = False, autocast: str | None
                           RuntimeWarning, stacklevel=2)
         _set_channels_last(net, channels_last)
         if not on:
-            net._plan = EagerPlan()
+            net._plan = default_plan(net)
             continue
         config = Acceleration(channels_last, _DTYPES.get(autocast or ""), compile, cuda_graphs, lean_memory)
         net._plan = CompiledPlan(config) if compile else AcceleratedPlan(config)

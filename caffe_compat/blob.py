@@ -39,7 +39,7 @@ import torch
 
 from .errors import BlobReleasedError, ShapeError
 
-__all__ = ["Blob", "flush_host_writes", "settle_handouts", "as_shape"]
+__all__ = ["Blob", "flush_host_writes", "settle_handouts", "as_shape", "param_written"]
 
 _INT_MAX = 2**31 - 1
 
@@ -48,6 +48,15 @@ _pending_uploads: set["Blob"] = set()
 
 # Blobs that handed out a CPU array which may still be alive (see settle_handouts).
 _handed_out: "weakref.WeakSet[Blob]" = weakref.WeakSet()
+
+# A parameter's numpy array writes straight into its tensor's memory, which torch's
+# in-place version counter does not see. What a plan derives from the weights
+# (plans/inference.py: packed convolution weights, BatchNorm folded into them) is
+# checked against these (param_written): per storage address, the serial number of
+# the last array handed out, and how many such arrays are alive.
+_param_serial = 0
+_param_serials: dict[int, int] = {}
+_param_live: dict[int, int] = {}
 
 # Tests set this to run the CUDA host-mirror code path on CPU tensors, so the
 # SyncedMemory semantics are checked on machines without a GPU.
@@ -127,6 +136,35 @@ def settle_handouts(diff: bool = False, read: Sequence[Sequence[torch.Tensor]] =
             blob._diff = kept
         else:
             blob._t = kept
+
+
+def param_written(t: torch.Tensor) -> int | None:
+    """When numpy may last have written parameter ``t``: the serial number of the last
+    array of its memory handed out (0: never), or None while such an array is alive
+    (it can be written at any time)."""
+    ptr = t.untyped_storage().data_ptr()
+    return None if ptr in _param_live else _param_serials.get(ptr, 0)
+
+
+def note_param_write(t: torch.Tensor) -> None:
+    """Record a write into ``t`` made through numpy (not seen by torch's version counter)."""
+    global _param_serial
+    _param_serial += 1
+    _param_serials[t.untyped_storage().data_ptr()] = _param_serial
+
+
+def param_serial() -> int:
+    """Bumped by every parameter array handed out: while it and the live count stay put,
+    no parameter was written through numpy (the cheap check before param_written)."""
+    return _param_serial if not _param_live else -1
+
+
+def _param_array_gone(ptr: int) -> None:
+    n = _param_live.get(ptr, 0) - 1
+    if n > 0:
+        _param_live[ptr] = n
+    else:
+        _param_live.pop(ptr, None)
 
 
 def _forget_array(blob: "Blob", slot: str):  # type: ignore[no-untyped-def]
@@ -298,6 +336,14 @@ class Blob:
         self.diff[...] = value
 
     def _hand_out(self, slot: str, t: torch.Tensor) -> np.ndarray:
+        if t.dim() == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last):
+            # A channels-last result (the inference plan's convolutions): pycaffe's arrays
+            # are C-contiguous, so the blob takes an NCHW copy, made once, on this read.
+            t = t.contiguous()
+            if slot == "_hdata":
+                self._t = t
+            else:
+                self._diff = t
         ref = getattr(self, slot)
         if ref is not None:
             arr = ref()
@@ -494,8 +540,15 @@ class ParamBlob(Blob):
         return self._diff
 
     def _hand_out(self, slot: str, t: torch.Tensor) -> np.ndarray:
-        # A parameter keeps its tensor (updates and accumulation are in place): nothing to settle.
-        return t.detach().numpy()
+        # A parameter keeps its tensor (updates and accumulation are in place): nothing to
+        # settle; but a data array may be written at any time while it lives (param_written).
+        arr = t.detach().numpy()
+        if slot == "_hdata":
+            note_param_write(t)
+            ptr = t.untyped_storage().data_ptr()
+            _param_live[ptr] = _param_live.get(ptr, 0) + 1
+            weakref.finalize(arr, _param_array_gone, ptr)
+        return arr
 
     def _replace(self, t: torch.Tensor | None) -> None:
         # Reshaping a parameter (net surgery) swaps its storage, not the object,

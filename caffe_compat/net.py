@@ -37,7 +37,7 @@ from .errors import (
 )
 from .layers.base import Layer, LayerContext
 from .layers.registry import get_layer_class
-from .plans import EagerPlan, ExecutionPlan, seed_grad  # noqa: F401  (seed_grad: net's old home)
+from .plans import EagerPlan, ExecutionPlan, default_plan, seed_grad  # noqa: F401  (seed_grad: old home)
 from .netparam import check_net_param, filter_net, insert_splits
 from .proto import caffe_pb2
 from .proto.files import parse_text, read_text
@@ -275,7 +275,7 @@ class Net:
         self._index_names()
         self._records: list[_Record | None] = [None] * len(self._nodes)
         self._graph_alive = False
-        self._plan: ExecutionPlan = EagerPlan()  # how passes run; caffe.accelerate picks another
+        self._plan: ExecutionPlan = default_plan(self)  # how passes run; caffe.accelerate picks another
         self._hooks: dict[str, list[LayerCallback]] = {
             "before_forward": [], "after_forward": [], "before_backward": [], "after_backward": [],
         }

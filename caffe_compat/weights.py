@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 import numpy as np
 import torch
 
+from .blob import note_param_write
 from .errors import WeightsError
 from .proto import caffe_pb2, caffe_raw_pb2
 from .atomic import write_hdf5
@@ -116,6 +117,7 @@ def assign_values(target: torch.Tensor, values: np.ndarray) -> None:
     with torch.no_grad():
         if target.device.type == "cpu":
             target.detach().numpy()[...] = values
+            note_param_write(target)
         else:
             target.copy_(torch.from_numpy(np.array(values)))
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Sequence
 
+import logging
+
 import torch
 
 from ..blob import _handed_out, flush_host_writes, settle_handouts
@@ -24,9 +26,12 @@ from .base import ExecutionPlan, add_param_grads, seed_grad
 from .replay import replay_backward
 
 if TYPE_CHECKING:
-    from ..net import Net
+    from ..net import Net, _Node
+    from .inference import Fused
 
 __all__ = ["EagerPlan"]
+
+_log = logging.getLogger("caffe_compat")
 
 
 class EagerPlan(ExecutionPlan):
@@ -44,12 +49,15 @@ class EagerPlan(ExecutionPlan):
 
     @staticmethod
     def run_layers(net: "Net", start: int, end: int, want_loss: bool, grad_on: bool,
-                   keep: bool = True) -> torch.Tensor | None:
+                   keep: bool = True, fused: "Sequence[Fused | None] | None" = None
+                   ) -> torch.Tensor | None:
         """The interpreter loop; kept lean because it runs once per layer per pass.
 
         ``keep=False`` (the solver's pass) records only the loss layers' tensors: the
         tensors an in-place layer replaced (e.g. a convolution's output before its ReLU)
         are then freed during the forward instead of living through the backward.
+        ``fused`` (the inference plan, without grad): per layer, a run of layers to
+        compute as one kernel where the range holds all of it.
         """
         blobs = net._blob_list
         records = net._records
@@ -57,7 +65,9 @@ class EagerPlan(ExecutionPlan):
         hooks_b = net._hooks["before_forward"]
         hooks_a = net._hooks["after_forward"]
         loss: torch.Tensor | None = None
-        for i in range(start, end + 1):
+        i = start - 1
+        while i < end:
+            i += 1
             node = nodes[i]
             if hooks_b:
                 for cb in hooks_b:
@@ -70,6 +80,15 @@ class EagerPlan(ExecutionPlan):
                 for b in node.bottom_ids:
                     t = blobs[b]._t
                     bottoms.append(t if t is not None else blobs[b].tensor)
+                run = fused[i] if fused is not None else None
+                if run is not None and run.last <= end and not run.broken:
+                    top = run_fused(run, node, bottoms[0])
+                    if top is not None:  # layers i..run.last, all writing this one blob
+                        blobs[node.top_ids[0]]._t = top
+                        for j in range(i, run.last + 1):
+                            records[j] = (bottoms if j == i else [top], [top]) if keep else None
+                        i = run.last
+                        continue
                 if grad_on:  # without a graph there is nothing to cut
                     for k in node.detach:
                         bottoms[k] = bottoms[k].detach()
@@ -246,3 +265,17 @@ class EagerPlan(ExecutionPlan):
 
     def before_param_backward(self, net: "Net") -> None:
         """Between the solver pass's forward and its backward (see AcceleratedPlan)."""
+
+
+def run_fused(run: "Fused", node: "_Node", bottom: torch.Tensor) -> torch.Tensor | None:
+    """A fused run's output, or None: then its layers run one by one (this time, or for
+    good where oneDNN refused the layer's setup)."""
+    try:
+        return run.run(bottom)
+    except CaffeCompatError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the layers themselves then run (and report)
+        run.broken = True
+        _log.debug("%s: fused kernel unavailable (%s: %s); running its layers one by one",
+                   layer_where(node.type, node.name), type(exc).__name__, exc)
+        return None

@@ -18,6 +18,11 @@ figures in README):
   batch 1, 9216 outputs: 0.5–0.8×; the conversions' fixed cost) and for AVE
   over many channels (GoogLeNet's auxiliary AVE 5/3 on 512 channels: 0.6–0.9×),
   which stay torch's.
+* **Pooling of a channels-last input** (what the inference plan's convolutions
+  give) runs torch's channels-last kernel directly, with the batch stride of a
+  one-image batch made canonical: 4-20x faster than either NCHW path on the
+  GoogLeNet/ResNet-50 shapes (``F.max_pool2d`` on (1, 192, 56, 56): 0.12 ms
+  against 0.58 ms chunked and 2.6 ms NCHW).
 * **The weight gradient of a one-channel 2-D convolution** (the first layer of
   every grey-scale net such as LeNet). oneDNN's direct backward-weights kernel
   is several times slower there than im2col + GEMM — Caffe's own algorithm —
@@ -45,7 +50,7 @@ from typing import Any, Sequence
 import torch
 import torch.nn.functional as F
 
-__all__ = ["set_enabled", "pool2d", "conv2d", "lrn_across_channels"]
+__all__ = ["set_enabled", "pool2d", "conv2d", "lrn_across_channels", "channels_last_view"]
 
 _aten = torch.ops.aten
 _FLOATS = (torch.float32, torch.float64)
@@ -62,6 +67,18 @@ def set_enabled(on: bool) -> bool:
     global _on
     was, _on = _on, bool(on)
     return was
+
+
+def channels_last_view(x: torch.Tensor) -> torch.Tensor | None:
+    """``x`` with canonical channels-last strides when it is a channels-last tensor that is
+    not also NCHW-contiguous (else None). A one-image batch may carry any batch stride
+    (torch.cat gives one), which makes torch's kernels take it for NCHW and copy."""
+    if x.dim() != 4 or x.is_contiguous() or not x.is_contiguous(memory_format=_CL):
+        return None
+    n, c, h, w = x.shape
+    if x.stride(0) != c * h * w and n == 1:
+        x = x.as_strided(x.shape, (c * h * w, 1, w * c, c))
+    return x
 
 
 def _plain_cpu(x: Any) -> bool:
@@ -138,7 +155,10 @@ def pool2d(x: torch.Tensor, is_max: bool, k: Sequence[int], s: Sequence[int], p:
            ceil: bool) -> torch.Tensor:
     """``F.max_pool2d`` / ``F.avg_pool2d`` (count_include_pad) of NCHW ``x``, same values."""
     k, s, p = list(k), list(s), list(p)
-    if (_plain_cpu(x) and x.dim() == 4 and x.shape[1] >= _MIN_POOL_CHANNELS and x.is_contiguous()
+    xl = channels_last_view(x) if _plain_cpu(x) else None
+    if xl is not None:  # already channels-last (the inference plan's convolutions): torch's own
+        x = xl          # channels-last kernel, 4-20x faster than the NCHW paths on these shapes
+    elif (_plain_cpu(x) and x.dim() == 4 and x.shape[1] >= _MIN_POOL_CHANNELS and x.is_contiguous()
             and (is_max or x.shape[1] <= _MAX_AVE_CHANNELS) and not _one_window(x.shape, k, p)
             and _outputs(x.shape, k, s, p, ceil) >= _MIN_POOL_OUTPUTS):
         return _PoolChannelsLast.apply(x, is_max, k, s, p, ceil)

@@ -120,7 +120,12 @@ class Fused:
 
 
 class _FusedConv(Fused):
-    __slots__ = ()
+    __slots__ = ("_geom",)
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        conv = self.head  # padding, stride, dilation as oneDNN's calls take them, made once
+        self._geom = (list(conv.geom.pad), list(conv.geom.stride), list(conv._dilation))
 
     def run(self, x: torch.Tensor) -> torch.Tensor | None:
         conv = self.head
@@ -130,18 +135,14 @@ class _FusedConv(Fused):
         shape = x.shape
         if conv._plan(shape) is not None:  # overhanging kernel: the layer pads first
             return None
+        pad, stride, dilation = self._geom
         if not self._current(shape) or self._w is None:
             w, b = self._folded(conv.params[0], conv.params[1] if conv.bias_term else None)
-            g = conv.geom
             self._w = torch._C._nn.mkldnn_reorder_conv2d_weight(  # type: ignore[call-arg]
-                w.contiguous().to_mkldnn(), list(g.pad), list(g.stride), list(conv._dilation),
-                conv.group, list(shape))
+                w.contiguous().to_mkldnn(), pad, stride, dilation, conv.group, list(shape))
             self._b = None if b is None else b.contiguous()
-        g = conv.geom
-        y = torch.ops.mkldnn._convolution_pointwise(
-            x, self._w, self._b, list(g.pad), list(g.stride), list(conv._dilation), conv.group,
-            self.post, self.scalars, "")
-        return y
+        return torch.ops.mkldnn._convolution_pointwise(
+            x, self._w, self._b, pad, stride, dilation, conv.group, self.post, self.scalars, "")
 
 
 class _FusedLinear(Fused):

@@ -89,18 +89,17 @@ def flush_host_writes() -> None:
     _pending_uploads.clear()
 
 
-def settle_handouts(diff: bool = False, read: Sequence[Sequence[torch.Tensor]] = ()) -> None:
+def settle_handouts(diff: bool = False, read_ptrs: set[int] | None = None) -> None:
     """After a forward (``diff=False``) or backward (``diff=True``): write each blob's new
     data (diff) into the array it last handed out, where that array is still alive, and let
     the blob use that memory from now on, as Caffe's one buffer per blob.
 
-    ``read``: the bottoms the pass read; memory one of them uses is never overwritten
-    (a partial forward's in-place layer reading a kept array), the blob then lets go of
-    its array instead.
+    ``read_ptrs``: the addresses of the bottoms the pass read; memory one of them uses is
+    never overwritten (a partial forward's in-place layer reading a kept array), the blob
+    then lets go of its array instead.
     """
     if not _handed_out:
         return
-    guarded: set[int] | None = None
     for blob in list(_handed_out):
         slot = "_hdiff" if diff else "_hdata"
         ref = getattr(blob, slot)
@@ -120,9 +119,7 @@ def settle_handouts(diff: bool = False, read: Sequence[Sequence[torch.Tensor]] =
             continue
         if arr.__array_interface__["data"][0] == t.data_ptr() and arr.shape == tuple(t.shape):
             continue  # already its memory
-        if guarded is None:
-            guarded = {x.data_ptr() for group in read for x in group}
-        if not arr.flags.writeable or arr.__array_interface__["data"][0] in guarded \
+        if not arr.flags.writeable or arr.__array_interface__["data"][0] in (read_ptrs or ()) \
                 or (arr.shape != tuple(t.shape) and not (arr.flags.c_contiguous and arr.size >= t.numel())):
             setattr(blob, slot, None)  # in use, or grown past it: the old array keeps its values
             continue
@@ -491,8 +488,10 @@ class ParamBlob(Blob):
     """A learnable (or statistics) blob backed by a persistent tensor.
 
     The data tensor never changes identity (a layer holds it); the diff is its
-    ``.grad``, kept allocated so backward accumulates into it in place, as Caffe
-    accumulates parameter gradients until ``clear_param_diffs``.
+    ``.grad``. It is allocated on first use (``diff``/``diff_tensor``, or backward, which
+    then accumulates into it in place, as Caffe accumulates parameter gradients until
+    ``clear_param_diffs``), so a deploy net that never backpropagates holds its weights
+    once, not twice; it reads as zeros until written, as Caffe's diff does.
     """
 
     __slots__ = ()
@@ -500,9 +499,6 @@ class ParamBlob(Blob):
     def __init__(self, tensor: torch.Tensor) -> None:
         super().__init__(tuple(tensor.shape), tensor.device)
         self._t = tensor
-        if tensor.requires_grad or isinstance(tensor, torch.nn.Parameter):
-            if tensor.grad is None:
-                tensor.grad = torch.zeros_like(tensor)
 
     @property
     def tensor(self) -> torch.Tensor:

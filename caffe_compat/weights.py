@@ -1,9 +1,11 @@
 """Weights on disk: ``.caffemodel`` (binary NetParameter) and Caffe's HDF5 form.
 
-Reading parses the file with the ``caffe_raw`` view of the format, so each
-blob's values arrive as one ``bytes`` object that numpy reads in place: loading
-a large model costs about as much as reading the file. Writing serializes the
-layer definitions with ``caffe_pb2`` and appends the blobs the same way.
+Reading parses every layer and blob header with protobuf (the ``caffe_raw`` view
+of the format) but leaves each blob's packed values where they lie in the file's
+bytes, which numpy then reads in place: loading a large model holds the file once
+beside the net's weights (upb would copy every payload twice, once while parsing
+and again when the field is read). Writing serializes the layer definitions with
+``caffe_pb2`` and appends the blobs the same way.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import numpy as np
 import torch
+from google.protobuf import message as _message
 
 from .blob import note_param_write
 from .errors import WeightsError
@@ -21,6 +24,7 @@ from .proto import caffe_pb2, caffe_raw_pb2
 from .atomic import write_hdf5
 from .proto.files import PathLike, atomic_write_bytes, parse_binary
 from .proto.tolerant import check_binary
+from .proto.wire import fields
 
 if TYPE_CHECKING:
     from .net import Net
@@ -123,7 +127,11 @@ def assign_values(target: torch.Tensor, values: np.ndarray) -> None:
 
 
 # ----------------------------------------------------------------- reading
-def _slow_read(data: bytes, path: str) -> list[tuple[str, list[tuple[np.ndarray, tuple[int, ...], bool]]]]:
+#: ``[(layer name, [(values, stored shape, legacy 4-d?)])]``
+_Layers = list[tuple[str, list[tuple[np.ndarray, tuple[int, ...], bool]]]]
+
+
+def _slow_read(data: bytes, path: str) -> _Layers:
     """Parse with the full schema: values stored unpacked (one tag per float)
     or split over several packed runs, which protobuf allows and the fast path
     cannot take as one buffer."""
@@ -160,7 +168,81 @@ def _slow_read(data: bytes, path: str) -> list[tuple[str, list[tuple[np.ndarray,
     return layers
 
 
-def read_weights(path: PathLike) -> list[tuple[str, list[tuple[np.ndarray, tuple[int, ...], bool]]]]:
+# Field numbers of the raw view (caffe_raw.proto, the numbers of caffe.proto).
+_NET_LAYER, _NET_V1 = 100, 2
+_LAYER_BLOBS, _V1_BLOBS, _V1_V0, _V0_BLOBS = 7, 6, 1, 50
+_BLOB_DATA, _BLOB_DIFF, _BLOB_DOUBLE, _BLOB_DOUBLE_DIFF = 5, 6, 8, 9
+
+
+def _lean_blob(buf: memoryview, start: int, end: int, what: str
+               ) -> tuple[np.ndarray, tuple[int, ...], bool]:
+    """A blob's values as a view of ``buf`` (float64 ones converted) and its stored shape;
+    the rest of the blob (its shape) is parsed by protobuf."""
+    header = bytearray()
+    payload: dict[int, memoryview] = {}
+    for number, wire, key, value, stop in fields(buf, start, end):
+        if number in (_BLOB_DATA, _BLOB_DOUBLE):
+            if wire != 2 or number in payload:
+                raise _Repack(what)  # unpacked, or packed in several runs
+            payload[number] = buf[value:stop]
+        elif number not in (_BLOB_DIFF, _BLOB_DOUBLE_DIFF):  # weights only: diffs are skipped
+            header += buf[key:stop]
+    raw = caffe_raw_pb2.RawBlobProto.FromString(bytes(header))
+    shape, legacy = _proto_shape(raw)
+    count = int(np.prod(shape)) if shape else 1
+    if len(payload.get(_BLOB_DOUBLE, b"")):
+        values = np.frombuffer(payload[_BLOB_DOUBLE], dtype="<f8").astype(np.float32)
+    else:
+        values = np.frombuffer(payload.get(_BLOB_DATA, b""), dtype="<f4")
+    if values.size != count:
+        raise _Repack(what)
+    return values.reshape(shape), shape, legacy
+
+
+def _lean_layer(buf: memoryview, start: int, end: int, message: Any, blobs_no: int, nested_no: int,
+                what: str) -> tuple[str, list[tuple[np.ndarray, tuple[int, ...], bool]]]:
+    """A layer's name (protobuf parses the layer without its blobs) and its blobs; a V1
+    layer without blobs of its own takes those of the V0 layer nested in it."""
+    rest = bytearray()
+    spans: list[tuple[int, int]] = []
+    nested: tuple[str, list[Any]] | None = None
+    for number, wire, key, value, stop in fields(buf, start, end):
+        if number == blobs_no and wire == 2:
+            spans.append((value, stop))
+        elif number == nested_no and wire == 2:
+            nested = _lean_layer(buf, value, stop, caffe_raw_pb2.RawV0Layer, _V0_BLOBS, -1, what)
+        else:
+            rest += buf[key:stop]
+    name = message.FromString(bytes(rest)).name
+    if nested is not None:
+        name = name or nested[0]
+    where = f'{what}: layer {name}'
+    blobs = [_lean_blob(buf, a, b, where) for a, b in spans]
+    if not spans and nested is not None:
+        blobs = nested[1]
+    return name, blobs
+
+
+def _lean_read(data: bytes, path: str) -> _Layers:
+    """The layers of a NetParameter, each payload a view of ``data``."""
+    buf = memoryview(data)
+    layers: list[tuple[int, tuple[str, list[Any]]]] = []
+    rest = bytearray()
+    for number, wire, key, value, stop in fields(buf, 0, len(buf)):
+        if number == _NET_LAYER and wire == 2:
+            layers.append((0, _lean_layer(buf, value, stop, caffe_raw_pb2.RawLayer, _LAYER_BLOBS, -1,
+                                          path)))
+        elif number == _NET_V1 and wire == 2:
+            layers.append((1, _lean_layer(buf, value, stop, caffe_raw_pb2.RawV1Layer, _V1_BLOBS,
+                                          _V1_V0, path)))
+        else:
+            rest += buf[key:stop]
+    caffe_raw_pb2.RawNet.FromString(bytes(rest))  # what is left parses, as the whole file would
+    # Caffe reads ``layer`` before the V1 ``layers`` (the order the raw parse keeps).
+    return [entry for kind in (0, 1) for k, entry in layers if k == kind]
+
+
+def read_weights(path: PathLike) -> _Layers:
     """Layers of a .caffemodel: ``[(layer name, [(values, stored shape, legacy?)])]``.
 
     Current, V1 and V0 files are all read (Caffe upgrades them on load).
@@ -175,6 +257,14 @@ def read_weights(path: PathLike) -> list[tuple[str, list[tuple[np.ndarray, tuple
     if not data:
         raise WeightsError(f"{p}: weights file is empty")
     check_binary(data, caffe_pb2.NetParameter.DESCRIPTOR, str(p))  # fork fields: warn (strict: raise)
+    try:
+        out = _lean_read(data, str(p))
+        if out or not data:
+            return out
+    except _Repack:
+        return _slow_read(data, str(p))
+    except (ValueError, IndexError, _message.DecodeError):
+        pass  # malformed: the full parse below says how
     try:
         raw = parse_binary(data, caffe_raw_pb2.RawNet(), str(p))
     except WeightsError:

@@ -69,6 +69,8 @@ def test_reshape_keeps_data_when_shape_unchanged():
 def test_param_blob_diff_is_grad_in_place():
     p = torch.nn.Parameter(torch.zeros(3))
     pb = ParamBlob(p)
+    assert p.grad is None  # allocated on first use: a deploy net holds its weights once
+    assert (pb.diff == 0).all()
     g = p.grad
     pb.diff[...] = 2
     assert p.grad is g and (g == 2).all()

@@ -102,6 +102,19 @@ def test_deploy_net_starts_with_the_inference_plan(tmp_path):
     _check(net, ref)
 
 
+def test_a_forward_without_grad_keeps_no_records(tmp_path):
+    """Nothing backpropagates through a no-grad forward, so the interpreter records
+    nothing: a record would keep alive every tensor an in-place layer replaced (168 MB
+    of ResNet-50's 986 at batch 8)."""
+    net = _net(CONV_NET, tmp_path)
+    net.forward()
+    assert all(r is None for r in net._records)
+    plan, net._plan = net._plan, EagerPlan()
+    net.forward()
+    assert all(r is None for r in net._records)
+    net._plan = plan
+
+
 def test_inner_product_with_relu(tmp_path):
     net = _net(LINEAR_NET, tmp_path)
     ref = _eager(net)

@@ -126,7 +126,63 @@ def test_inner_product_with_relu(tmp_path):
 def test_a_net_that_backpropagates_keeps_the_eager_plan(tmp_path):
     path = tmp_path / "net.prototxt"
     path.write_text("force_backward: true\n" + CONV_NET)
-    assert type(caffe.Net(str(path), caffe.TEST)._plan) is EagerPlan
+    assert type(caffe.Net(str(path), caffe.TRAIN)._plan) is EagerPlan
+    # A TEST net gets the inference plan (a solver's test net runs without grad), whose
+    # forward with grad is the eager one, so that backward has its graph.
+    net = _net("force_backward: true\n" + CONV_NET, tmp_path)
+    assert type(net._plan) is InferencePlan
+    rng = np.random.default_rng(1)
+    for name, blobs in net.params.items():
+        if not name.startswith("bn"):
+            for b in blobs:
+                b.data[...] = rng.normal(size=b.data.shape)
+    net.forward()
+    assert net._plan._fused is None and net._graph_alive
+    net.blobs["ave"].diff[...] = 1
+    net.backward()
+    ref = net.blobs["data"].diff.copy()
+    assert np.abs(ref).sum() > 0
+    with torch.no_grad():
+        net.forward()
+    assert any(f is not None for f in net._plan._fused)
+    net.blobs["ave"].diff[...] = 1
+    net.backward()  # Caffe's layer-by-layer backward from the blobs
+    np.testing.assert_allclose(net.blobs["data"].diff, ref, rtol=1e-5, atol=1e-6)
+
+
+def test_solver_test_net_runs_the_fused_kernels(tmp_path):
+    """solver.test runs its passes without grad: through the fused kernels, with the
+    weights the train net has just updated."""
+    net_path = tmp_path / "train_test.prototxt"
+    net_path.write_text("""
+layer { name: "data" type: "DummyData" top: "data" top: "label"
+  dummy_data_param { shape { dim: 4 dim: 3 dim: 8 dim: 8 } shape { dim: 4 }
+    data_filler { type: "constant" value: 0.3 } data_filler { type: "constant" value: 1 } } }
+layer { name: "conv" type: "Convolution" bottom: "data" top: "conv"
+  convolution_param { num_output: 6 kernel_size: 3 weight_filler { type: "xavier" } } }
+layer { name: "relu" type: "ReLU" bottom: "conv" top: "conv" }
+layer { name: "ip" type: "InnerProduct" bottom: "conv" top: "ip"
+  inner_product_param { num_output: 3 weight_filler { type: "xavier" } } }
+layer { name: "loss" type: "SoftmaxWithLoss" bottom: "ip" bottom: "label" top: "loss" }
+""")
+    solver_path = tmp_path / "solver.prototxt"
+    solver_path.write_text(f'net: "{net_path}"\nbase_lr: 0.1\nlr_policy: "fixed"\n'
+                           "test_iter: 1\ntest_interval: 1000\nmax_iter: 10\n")
+    solver = caffe.SGDSolver(str(solver_path))
+    test_net = solver.test_nets[0]
+    assert type(test_net._plan) is InferencePlan and type(solver.net._plan) is EagerPlan
+    for _ in range(2):
+        solver.step(1)
+        solver.test_nets[0].share_with(solver.net)
+        with torch.no_grad():
+            test_net.forward()
+        fused = test_net.blobs["loss"].data.copy()
+        plan, test_net._plan = test_net._plan, EagerPlan()
+        with torch.no_grad():
+            test_net.forward()
+        test_net._plan = plan
+        np.testing.assert_allclose(fused, test_net.blobs["loss"].data, rtol=1e-5)
+    assert _fused_layers(test_net) == {"conv": 1}
 
 
 @pytest.mark.parametrize("change", ["numpy", "kept_array", "torch", "bn_stats", "copy_from"])

@@ -28,5 +28,11 @@ __all__ = ["ExecutionPlan", "EagerPlan", "InferencePlan", "default_plan", "seed_
 
 
 def default_plan(net: "Net") -> ExecutionPlan:
-    """The plan a net starts with: the inference plan when no layer needs backward."""
-    return EagerPlan() if net._any_backward else InferencePlan()
+    """The plan a net starts with: the inference plan when no layer needs backward or the
+    net is a TEST-phase one (a solver's test net: its passes run without grad, which is
+    when that plan fuses; a forward with grad, for a backward, runs the eager one)."""
+    from ..proto import caffe_pb2
+
+    if net._any_backward and net.phase != caffe_pb2.TEST:
+        return EagerPlan()
+    return InferencePlan()

@@ -2,7 +2,8 @@
 deploy net allows them.
 
 A net that nothing backpropagates through (no layer needs backward: a deploy net, a
-TEST net without ``force_backward``) starts with this plan. On the CPU it runs
+TEST net without ``force_backward``) starts with this plan, and so does every TEST-phase
+net (a solver's test net runs its passes without grad). On the CPU, without grad, it runs
 
 * a 2-d Convolution and the in-place BatchNorm (global statistics), Scale and ReLU
   that follow it on its top as one oneDNN convolution: the statistics and the scale

@@ -102,6 +102,35 @@ def test_deploy_net_starts_with_the_inference_plan(tmp_path):
     _check(net, ref)
 
 
+ELTWISE_NET = """
+name: "residual"
+layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 2 dim: 4 dim: 6 dim: 6 } } }
+layer { name: "conv" type: "Convolution" bottom: "data" top: "conv"
+  convolution_param { num_output: 4 kernel_size: 3 pad: 1 weight_filler { type: "gaussian" std: 0.3 } } }
+layer { name: "sum" type: "Eltwise" bottom: "conv" bottom: "data" top: "sum"
+  eltwise_param { operation: SUM coeff: 1 coeff: -0.5 } }
+layer { name: "relu" type: "ReLU" bottom: "sum" top: "sum" }
+layer { name: "max" type: "Eltwise" bottom: "conv" bottom: "data" top: "max"
+  eltwise_param { operation: MAX } }
+layer { name: "leaky" type: "ReLU" bottom: "max" top: "max" relu_param { negative_slope: 0.2 } }
+layer { name: "prod" type: "Eltwise" bottom: "max" bottom: "conv" top: "prod"
+  eltwise_param { operation: PROD } }
+layer { name: "relu3" type: "ReLU" bottom: "prod" top: "prod" }
+layer { name: "plain" type: "Eltwise" bottom: "prod" bottom: "data" top: "plain" }
+"""
+
+
+def test_eltwise_with_relu_in_place(tmp_path):
+    """ResNet's sum + ReLU: the ReLU runs in place on the Eltwise's fresh output (the
+    out-of-place ReLU re-read 3 MB per block from memory); an Eltwise alone is left be."""
+    net = _net(ELTWISE_NET, tmp_path)
+    ref = _eager(net)
+    net.forward()
+    assert _fused_layers(net) == {"conv": 0, "sum": 1, "max": 1, "prod": 1}
+    _check(net, ref)
+    assert (net.blobs["max"].data < 0).any() and (net.blobs["sum"].data == 0).any()
+
+
 def test_a_forward_without_grad_keeps_no_records(tmp_path):
     """Nothing backpropagates through a no-grad forward, so the interpreter records
     nothing: a record would keep alive every tensor an in-place layer replaced (168 MB

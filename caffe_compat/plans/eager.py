@@ -90,7 +90,7 @@ class EagerPlan(ExecutionPlan):
                         read.append(t.data_ptr())
                 run = fused[i] if fused is not None else None
                 if run is not None and run.last <= end and not run.broken:
-                    top = run_fused(run, node, bottoms[0])
+                    top = run_fused(run, node, bottoms)
                     if top is not None:  # layers i..run.last, all writing this one blob
                         blobs[node.top_ids[0]]._t = top
                         for j in range(i, run.last + 1):
@@ -280,11 +280,11 @@ class EagerPlan(ExecutionPlan):
         """Between the solver pass's forward and its backward (see AcceleratedPlan)."""
 
 
-def run_fused(run: "Fused", node: "_Node", bottom: torch.Tensor) -> torch.Tensor | None:
+def run_fused(run: "Fused", node: "_Node", bottoms: list[torch.Tensor]) -> torch.Tensor | None:
     """A fused run's output, or None: then its layers run one by one (this time, or for
     good where oneDNN refused the layer's setup)."""
     try:
-        return run.run(bottom)
+        return run.run(bottoms)
     except CaffeCompatError:
         raise
     except Exception as exc:  # noqa: BLE001 - the layers themselves then run (and report)

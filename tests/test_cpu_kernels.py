@@ -272,3 +272,12 @@ def test_lenet_same_with_choices_on_and_off(tmp_path):
         results.append(got)
     for key in results[0]:
         np.testing.assert_allclose(results[0][key], results[1][key], rtol=1e-5, atol=1e-6, err_msg=key)
+
+
+@pytest.mark.parametrize("beta", [0.75, 0.5, 1.0, 0.6])
+def test_lrn_negative_power_is_pow_within_float_rounding(beta):
+    """LRN's scale^-β without pow where β is a simple power (0.75: rsqrt · sqrt(rsqrt))."""
+    scale = torch.rand(4, 7, 5, 3) * 50 + 1  # k + α/n·Σx² >= k = 1
+    got = K._pow_neg_(scale.clone(), beta).double()
+    want = scale.double().pow(-beta)
+    assert ((got - want).abs() / want).max() < 4e-7

@@ -218,11 +218,25 @@ def _lrn_scale(x: torch.Tensor, n: int, alpha: float, k: float) -> torch.Tensor:
     return _channel_window_sum(x * x, (n - 1) // 2).mul_(alpha / n).add_(k)
 
 
+def _pow_neg_(t: torch.Tensor, beta: float) -> torch.Tensor:
+    """``t ** -beta`` in place. Caffe's β = 0.75 (every zoo net's LRN) as
+    rsqrt(t) · sqrt(rsqrt(t)): 2.5-3.4x faster than pow on the AlexNet/GoogLeNet LRN
+    shapes, within 2.2e-7 relative of float64 (pow: 6e-8)."""
+    if beta == 0.75:
+        r = t.rsqrt_()
+        return r.mul_(r.sqrt())
+    if beta == 0.5:
+        return t.rsqrt_()
+    if beta == 1.0:
+        return t.reciprocal_()
+    return t.pow_(-beta)
+
+
 class _LRNAcross(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, n: int, alpha: float, beta: float, k: float) -> torch.Tensor:
         scale = _lrn_scale(x, n, alpha, k)
-        powed = scale.pow(-beta)
+        powed = _pow_neg_(scale.clone(), beta)
         ctx.save_for_backward(x, scale, powed)
         ctx.args = (n, alpha, beta)
         return x * powed
@@ -246,4 +260,4 @@ def lrn_across_channels(x: torch.Tensor, n: int, alpha: float, beta: float,
         return None
     if torch.is_grad_enabled() and x.requires_grad:
         return _LRNAcross.apply(x, n, alpha, beta, k)
-    return _lrn_scale(x, n, alpha, k).pow_(-beta).mul_(x)
+    return _pow_neg_(_lrn_scale(x, n, alpha, k), beta).mul_(x)

@@ -86,9 +86,15 @@ def raw_blob_to_array(raw: caffe_raw_pb2.RawBlobProto, what: str = "blob",
                       diff: bool = False) -> np.ndarray:
     """The blob's values (float32; float64 stored values are converted)."""
     shape, _ = _proto_shape(raw)
-    count = int(np.prod(shape)) if shape else 1
     single, double = (raw.diff, raw.double_diff) if diff else (raw.data, raw.double_data)
-    if double:
+    return _packed_values(single, double, shape, what)
+
+
+def _packed_values(single: bytes | memoryview, double: bytes | memoryview, shape: tuple[int, ...],
+                   what: str) -> np.ndarray:
+    """A blob's packed float32 (or float64, converted) values read in place, in ``shape``."""
+    count = int(np.prod(shape)) if shape else 1
+    if len(double):
         values = np.frombuffer(double, dtype="<f8").astype(np.float32)
     else:
         values = np.frombuffer(single, dtype="<f4")
@@ -189,14 +195,8 @@ def _lean_blob(buf: memoryview, start: int, end: int, what: str
             header += buf[key:stop]
     raw = caffe_raw_pb2.RawBlobProto.FromString(bytes(header))
     shape, legacy = _proto_shape(raw)
-    count = int(np.prod(shape)) if shape else 1
-    if len(payload.get(_BLOB_DOUBLE, b"")):
-        values = np.frombuffer(payload[_BLOB_DOUBLE], dtype="<f8").astype(np.float32)
-    else:
-        values = np.frombuffer(payload.get(_BLOB_DATA, b""), dtype="<f4")
-    if values.size != count:
-        raise _Repack(what)
-    return values.reshape(shape), shape, legacy
+    values = _packed_values(payload.get(_BLOB_DATA, b""), payload.get(_BLOB_DOUBLE, b""), shape, what)
+    return values, shape, legacy
 
 
 def _lean_layer(buf: memoryview, start: int, end: int, message: Any, blobs_no: int, nested_no: int,

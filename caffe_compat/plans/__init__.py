@@ -17,6 +17,7 @@ other; the net only calls it.
 
 from typing import TYPE_CHECKING
 
+from ..proto import caffe_pb2
 from .base import ExecutionPlan, seed_grad
 from .eager import EagerPlan
 from .inference import InferencePlan
@@ -31,8 +32,6 @@ def default_plan(net: "Net") -> ExecutionPlan:
     """The plan a net starts with: the inference plan when no layer needs backward or the
     net is a TEST-phase one (a solver's test net: its passes run without grad, which is
     when that plan fuses; a forward with grad, for a backward, runs the eager one)."""
-    from ..proto import caffe_pb2
-
     if net._any_backward and net.phase != caffe_pb2.TEST:
         return EagerPlan()
     return InferencePlan()

@@ -25,6 +25,15 @@ each technique normally costs in accuracy. Turn them on per net or solver:
   the input, loss and output blobs still hold data; reading another blob
   raises :class:`~caffe_compat.errors.BlobReleasedError` until the next forward.
   Results are unchanged.
+* ``onnxruntime=True`` runs a net's full TEST forward (no grad, CPU) as one ONNX
+  Runtime session: the net exported to ONNX for its input shapes and weights
+  (kept on disk under ``cache_dir``, ``$CAFFE_COMPAT_CACHE`` or
+  ``~/.cache/caffe_compat``, so only the first run of a model pays the export's
+  seconds). Only the output blobs (and those ``net.forward(blobs=[...])`` names)
+  are updated; reading another blob raises
+  :class:`~caffe_compat.errors.BlobReleasedError`. Outputs are Caffe's within float
+  rounding. Partial forwards, forwards with grad and CUDA nets run the interpreter.
+  For a Solver it applies to the test nets. Needs ``caffe-compat[onnx]``.
 * ``tf32=True`` allows TensorFloat-32 matrix arithmetic on CUDA (process-wide;
   ``set_mode_gpu`` turns it off, since Caffe computes in true float32).
 * ``cuda_graphs=True`` compiles with ``mode="reduce-overhead"`` (CUDA graphs
@@ -34,6 +43,7 @@ each technique normally costs in accuracy. Turn them on per net or solver:
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from typing import Any
 
@@ -41,7 +51,10 @@ import torch
 
 from .plans import default_plan
 from .plans.accelerated import AcceleratedPlan, Acceleration
+from .errors import UnsupportedError
 from .plans.compiled import CompiledPlan
+from .plans.ort import _INSTALL as _ORT_INSTALL, OnnxRuntimePlan
+from .plans.ort import available as ort_available, cache_dir as ort_cache_dir
 
 __all__ = ["accelerate", "Acceleration"]
 
@@ -52,12 +65,38 @@ _DTYPES = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.flo
 
 def accelerate(target: Any, *, channels_last: bool = False, autocast: str | None = None,
                compile: bool | str = False, cuda_graphs: bool = False,
-               lean_memory: bool = False, tf32: bool = False) -> Any:
+               lean_memory: bool = False, tf32: bool = False, onnxruntime: bool = False,
+               cache_dir: str | os.PathLike[str] | None = None) -> Any:
     """Turn accelerations on (or, with no arguments, off) for a Net or a Solver
     (its train and test nets): choose the execution plan each net runs. Returns ``target``."""
     nets = _nets_of(target)
     if autocast is not None and autocast not in _DTYPES:
         raise ValueError(f"accelerate: autocast must be one of {sorted(_DTYPES)}, got {autocast!r}")
+    if onnxruntime:
+        others = [n for n, v in (("channels_last", channels_last), ("autocast", autocast),
+                                 ("compile", compile), ("lean_memory", lean_memory)) if v]
+        if others:
+            raise ValueError(f"accelerate: onnxruntime=True runs the forward in ONNX Runtime; "
+                             f"it does not combine with {', '.join(others)}")
+        missing = ort_available()
+        if missing:
+            raise UnsupportedError(f"accelerate(onnxruntime=True) needs {missing}: {_ORT_INSTALL}")
+        if nets and nets[0] is not target:  # a solver: its test nets (training needs the interpreter)
+            _set_channels_last(nets[0], False)
+            nets[0]._plan = default_plan(nets[0])
+            nets = nets[1:]
+        for net in nets:
+            if net.device.type != "cpu":
+                warnings.warn("accelerate: onnxruntime runs on the CPU; this CUDA net keeps the "
+                              "interpreter", RuntimeWarning, stacklevel=2)
+            _set_channels_last(net, False)
+            config = Acceleration(onnxruntime=True,
+                                  cache_dir=None if cache_dir is None else os.fspath(cache_dir))
+            plan = OnnxRuntimePlan(config)
+            plan.check(net)
+            net._plan = plan
+        _log.info("accelerate: onnxruntime=True (cache %s)", ort_cache_dir(cache_dir) or "off")
+        return target
     if cuda_graphs and not compile:
         compile = True
     if tf32:

@@ -233,8 +233,9 @@ class Blob:
         self._diff: torch.Tensor | None = None
         self._mdata: _Mirror | None = None
         self._mdiff: _Mirror | None = None
-        #: set when a lean training step dropped this intermediate (see release())
-        self._released = False
+        #: set when a lean training step or a plan that computes only the outputs dropped
+        #: this intermediate (see release()); a string says why
+        self._released: bool | str = False
         self._name: str | None = None  # the net's name for it, for messages
         # weak references to the last CPU arrays handed out (see settle_handouts)
         self._hdata: weakref.ref[np.ndarray] | None = None
@@ -256,6 +257,7 @@ class Blob:
         if t is None:
             if self._released:
                 raise BlobReleasedError(
+                    self._released if isinstance(self._released, str) else
                     "this blob's data was released after a training step to save memory "
                     "(caffe.accelerate(..., lean_memory=True)); run net.forward() to compute it again"
                 )
@@ -267,14 +269,16 @@ class Blob:
         self._t = value
         self._shape = tuple(value.shape)
 
-    def release(self) -> None:
+    def release(self, why: str | None = None) -> None:
         """Drop the data tensor (an intermediate result) so autograd can free it;
-        reading the blob raises until the next forward writes it again."""
+        reading the blob raises (with ``why``, when given) until the next forward
+        writes it again."""
         t = self._t
         if t is not None:
             self._shape = tuple(t.shape)
             self._t = None
-            self._released = True
+        if t is not None or why:
+            self._released = why or True
 
     @property
     def diff_tensor(self) -> torch.Tensor:

@@ -13,8 +13,11 @@ under ``torch.export`` and exports to ONNX (``caffe-compat export``).
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import re
-from typing import Iterable
+import warnings
+from typing import Iterable, Iterator
 
 import torch
 from torch import fx, nn
@@ -51,14 +54,16 @@ def _is_data_layer(layer: nn.Module) -> bool:
 
 
 def to_torch(net: Net, outputs: Iterable[str] | None = None,
-             drop_losses: bool = False) -> CaffeGraphModule:
+             drop_losses: bool = False, leave_out: Iterable[int] = ()) -> CaffeGraphModule:
     """A plain ``nn.Module`` computing ``net``'s forward pass.
 
     ``outputs``: blob names to return (default: the net outputs; with
     ``drop_losses`` the loss layers are left out and the remaining outputs
-    returned). The module's ``forward`` takes the input blobs as positional
-    arguments in ``module.input_names`` order and returns a dict.
+    returned). ``leave_out``: indices of further layers to leave out. The module's
+    ``forward`` takes the input blobs as positional arguments in
+    ``module.input_names`` order and returns a dict.
     """
+    skipped = set(leave_out)
     root = nn.Module()
     graph = fx.Graph()
     taken: set[str] = set()
@@ -69,7 +74,7 @@ def to_torch(net: Net, outputs: Iterable[str] | None = None,
 
     for node in net._nodes:
         layer = node.layer
-        if drop_losses and (node.has_loss or layer.is_loss):
+        if (drop_losses and (node.has_loss or layer.is_loss)) or node.index in skipped:
             continue
         if _is_data_layer(layer):
             for bid in node.top_ids:
@@ -122,3 +127,21 @@ def to_torch(net: Net, outputs: Iterable[str] | None = None,
 
 def _top(out: torch.Tensor | tuple[torch.Tensor, ...], index: int) -> torch.Tensor:
     return out[index] if isinstance(out, (tuple, list)) else out
+
+
+@contextlib.contextmanager
+def quiet_exporter() -> Iterator[None]:
+    """torch's ONNX exporter notes that optional packages (torchvision) are missing and
+    raises FutureWarnings of its own; none of that concerns a Caffe model."""
+    names = ("torch.onnx", "torch.export", "torch._export", "onnxscript", "onnx_ir")
+    saved = {n: logging.getLogger(n).level for n in names}
+    try:
+        for n in names:
+            logging.getLogger(n).setLevel(logging.ERROR)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            yield
+    finally:
+        for n, level in saved.items():
+            logging.getLogger(n).setLevel(level)

@@ -275,6 +275,7 @@ class Net:
         self._index_names()
         self._records: list[_Record | None] = [None] * len(self._nodes)
         self._graph_alive = False
+        self._asked: Iterable[str] | None = None  # net.forward's blobs=, while it runs
         self._plan: ExecutionPlan = default_plan(self)  # how passes run; caffe.accelerate picks another
         self._hooks: dict[str, list[LayerCallback]] = {
             "before_forward": [], "after_forward": [], "before_backward": [], "after_backward": [],
@@ -598,7 +599,11 @@ class Net:
             outputs = set(self.outputs) | set(blobs or ())
         if kwargs:
             self._set_inputs(kwargs)
-        self._forward_range(start_i, end_i)
+        self._asked = blobs  # what the caller reads besides the outputs (a plan may need to know)
+        try:
+            self._forward_range(start_i, end_i)
+        finally:
+            self._asked = None
         return {name: self.blob(name).data for name in outputs}
 
     def _set_inputs(self, arrays: Mapping[str, Any]) -> None:

@@ -11,13 +11,12 @@ kept together). ``--external_data=true|false`` overrides the choice.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import os
-import warnings
-from typing import Any, Iterator
+from typing import Any
 
 from ..cli import command, parse_bool
+from ..export import quiet_exporter
 
 __all__ = ["PROTOBUF_LIMIT", "needs_external_data", "onnx_files"]
 
@@ -66,24 +65,6 @@ def onnx_files(path: str) -> list[str]:
     return found
 
 
-@contextlib.contextmanager
-def _quiet_exporter() -> Iterator[None]:
-    """torch's exporter notes that optional packages (torchvision) are missing and
-    raises FutureWarnings of its own; none of that concerns a Caffe model."""
-    names = ("torch.onnx", "torch.export", "torch._export", "onnxscript")
-    saved = {n: logging.getLogger(n).level for n in names}
-    try:
-        for n in names:
-            logging.getLogger(n).setLevel(logging.ERROR)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)
-            warnings.simplefilter("ignore", DeprecationWarning)
-            yield
-    finally:
-        for n, level in saved.items():
-            logging.getLogger(n).setLevel(level)
-
-
 @command("export", "export a model to ONNX or a torch.export program", python_layers=True)
 def setup(parser: argparse.ArgumentParser):
     parser.add_argument("--model", required=True, help="the net definition (.prototxt)")
@@ -117,14 +98,14 @@ def setup(parser: argparse.ArgumentParser):
         module = to_torch(net, outputs=outputs, drop_losses=not args.keep_losses).eval()
         example = tuple(net.blobs[name].tensor.detach() for name in module.input_names)
         if args.exported_program:
-            with _quiet_exporter():
+            with quiet_exporter():
                 program = torch.export.export(module, example)
                 torch.export.save(program, args.exported_program)
             _log.info("Wrote torch.export program %s", args.exported_program)
         if args.onnx:
             nbytes = weight_bytes(module)
             external = needs_external_data(nbytes, args.external_data)
-            with _quiet_exporter():
+            with quiet_exporter():
                 torch.onnx.export(module, example, args.onnx, dynamo=True, opset_version=args.opset,
                                   input_names=list(module.input_names),
                                   output_names=list(module.output_names),

@@ -8,6 +8,8 @@
   nothing backpropagates through (what a deploy net starts with).
 * :class:`AcceleratedPlan` (``accelerated.py``) — the same interpreter under
   opt-in settings: channels-last weights, autocast, lean memory.
+* :class:`OnnxRuntimePlan` (``ort.py``) — the full TEST forward as one ONNX Runtime
+  session (opt-in, CPU), the exported model kept on disk.
 * :class:`CompiledPlan` (``compiled.py``) — the whole net as one
   ``torch.compile``\\ d graph (:func:`caffe_compat.to_torch`).
 

@@ -26,6 +26,8 @@ class Acceleration:
     compile: bool | str = False
     cuda_graphs: bool = False
     lean_memory: bool = False
+    onnxruntime: bool = False
+    cache_dir: str | None = None
     _modules: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def context(self, device: torch.device) -> contextlib.AbstractContextManager:

@@ -727,6 +727,8 @@ def mem_worker(kind: str, deploy: str, weights: str, onnx: str, crop: int, batch
         import caffe_compat as caffe  # (before torch)
 
         set_threads(threads)
+        if kind == "opt-in":
+            import onnxruntime  # noqa: F401  (as the ORT worker: its import is not the net's)
     elif kind == "opencv":
         import cv2
 

@@ -70,6 +70,8 @@ class EagerPlan(ExecutionPlan):
         loss: torch.Tensor | None = None
         keep = keep and grad_on
         read: list[int] | None = None if grad_on else []
+        pairs = not hooks_b and not hooks_a  # BatchNorm+Scale as one kernel (net._pair_affine)
+        scaled = False  # the BatchNorm just run did its Scale's work too
         i = start - 1
         while i < end:
             i += 1
@@ -102,8 +104,19 @@ class EagerPlan(ExecutionPlan):
                     for k in node.detach:
                         bottoms[k] = bottoms[k].detach()
                 off = grad_on and not node.need_backward
+                out: torch.Tensor | Sequence[torch.Tensor]
                 try:
-                    if off:
+                    if scaled:  # this Scale's product is already in its bottom
+                        out, scaled = bottoms[0], False
+                    elif node.affine is not None and pairs and i < end:
+                        bn: Any = node.layer
+                        if off:
+                            with torch.no_grad():
+                                out = bn.forward_scaled(bottoms[0], node.affine)
+                        else:
+                            out = bn.forward_scaled(bottoms[0], node.affine)
+                        scaled = True
+                    elif off:
                         with torch.no_grad():
                             out = node.layer.forward(*bottoms)
                     else:

@@ -114,6 +114,31 @@ class BatchNorm(Layer):
         y = (flat - mean[:, None]) / torch.sqrt(var + self.eps)[:, None]
         return y.reshape(x.shape)
 
+    def forward_scaled(self, x: torch.Tensor, scale: Layer) -> torch.Tensor:
+        """This layer and the Scale in place on its top (per-channel weight, optional bias) as
+        one batch-norm kernel: Caffe's two layers' values up to float rounding, and
+        autograd's gradients for x and the Scale's parameters."""
+        w = scale.params[0]
+        b = scale.params[1] if len(scale.params) > 1 else None
+        if x.dim() < 2 or x.shape[1] != self.channels:
+            raise self.error(f"bottom {list(x.shape)} must have {self.channels} channels on axis 1",
+                             ShapeError)
+        m = x.numel() // self.channels
+        if self.use_global_stats:
+            s = self.params[2]
+            factor = torch.where(s == 0, torch.zeros_like(s), 1 / s)
+            return F.batch_norm(x, self.params[0] * factor, self.params[1] * factor, w, b,
+                                training=False, eps=self.eps)
+        if m <= 1:
+            out = scale.forward(self.forward(x))
+            assert isinstance(out, torch.Tensor)
+            return out
+        y, mean, invstd = torch.native_batch_norm(x, w, b, None, None, True, 0.0, self.eps)
+        if not x.is_meta:
+            var = (invstd.detach().pow(-2) - self.eps).clamp_(min=0)
+            self._update(mean.detach(), var, m)
+        return y
+
     def _update(self, mean: torch.Tensor, var: torch.Tensor, m: int) -> None:
         # Unbiased variance in the running sum: Caffe's m/(m−1), in float.
         correction = float(np.float32(m) / np.float32(m - 1)) if m > 1 else 1.0

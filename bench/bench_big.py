@@ -1146,7 +1146,11 @@ def main() -> None:
         args.rounds, args.round_s = 2, 0.2
     res = run(args)
     os.makedirs(args.out, exist_ok=True)
-    stem = os.path.join(args.out, f"big-{platform.node() or 'host'}-{_dt.date.today().isoformat()}")
+    stem = base = os.path.join(args.out, f"big-{platform.node() or 'host'}-{_dt.date.today().isoformat()}")
+    n = 1
+    while os.path.exists(stem + ".json"):  # an earlier run of the day is kept, not overwritten
+        n += 1
+        stem = f"{base}-{n}"
     with open(stem + ".json", "w") as fh:
         json.dump(res, fh, indent=1, default=str)
     text = markdown(res)

@@ -198,7 +198,11 @@ def main() -> None:
     res["machine"] = common.machine(threads_list[0])
     res["summary"] = summary(res)
     os.makedirs(args.out, exist_ok=True)
-    stem = os.path.join(args.out, f"{platform.node() or 'host'}-{_dt.date.today().isoformat()}")
+    stem = base = os.path.join(args.out, f"{platform.node() or 'host'}-{_dt.date.today().isoformat()}")
+    n = 1
+    while os.path.exists(stem + ".json"):  # an earlier run of the day is kept, not overwritten
+        n += 1
+        stem = f"{base}-{n}"
     with open(stem + ".json", "w") as f:
         json.dump(res, f, indent=1, default=str)
     text = markdown(res)

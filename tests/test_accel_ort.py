@@ -104,6 +104,10 @@ def test_outputs_match_the_interpreter_and_intermediates_say_why(model, tmp_path
     close(out["conv1"], ref.blobs["conv1"].data)  # after its in-place BatchNorm/Scale/ReLU, as Caffe's
     close(out["cat"], ref.blobs["cat"].data)
     close(out["prob"], ref.blobs["prob"].data)
+    xs = image(3, seed=5)  # pycaffe's forward_all, batch by batch, with a blob asked for
+    got_all, want_all = net.forward_all(blobs=["cat"], data=xs), ref.forward_all(blobs=["cat"], data=xs)
+    for k in ("cat", "prob"):
+        close(got_all[k], want_all[k])
 
 
 def test_model_is_kept_on_disk_and_reused(model, tmp_path, monkeypatch):

@@ -615,6 +615,8 @@ class Net:
         dict maps the net outputs (or ``end``'s tops) and any names in
         ``blobs`` to their data arrays.
         """
+        if blobs is not None:
+            blobs = tuple(blobs)  # read twice (an iterator would be spent by the first)
         start_i = self.layer_index(start) if start is not None else 0
         end_i = self.layer_index(end) if end is not None else len(self._nodes) - 1
         if end is not None:

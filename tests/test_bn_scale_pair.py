@@ -122,3 +122,26 @@ layer { name: "scale2" type: "Scale" bottom: "scaled" top: "scaled" scale_param 
     net = caffe.Net(str(proto), caffe.TRAIN)
     assert all(n.affine is None for n in net._nodes)  # not in place / another axis
     assert isinstance(net._nodes[1].layer, BatchNorm) and isinstance(net._nodes[2].layer, Scale)
+
+
+def test_one_value_per_channel_pairs_too(tmp_path):
+    proto = tmp_path / "one.prototxt"
+    proto.write_text("""
+force_backward: true
+layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 4 } } }
+layer { name: "bn" type: "BatchNorm" bottom: "data" top: "data" }
+layer { name: "scale" type: "Scale" bottom: "data" top: "data"
+        scale_param { bias_term: true filler { type: "constant" value: 2 }
+                      bias_filler { type: "constant" value: 0.5 } } }
+""")
+    paired, single = caffe.Net(str(proto), caffe.TRAIN), caffe.Net(str(proto), caffe.TRAIN)
+    assert paired._nodes[1].affine is paired._nodes[2].layer
+    one_by_one(single)
+    for net in (paired, single):
+        net.blobs["data"].data[...] = [[1.0, -2.0, 3.0, 0.5]]
+        net.forward()
+        net.blobs["data"].diff[...] = 1.0
+        net.backward()
+    np.testing.assert_allclose(paired.blobs["data"].data, single.blobs["data"].data, atol=1e-6)
+    for pa, pb in zip(paired.params["scale"], single.params["scale"]):
+        np.testing.assert_allclose(pa.diff, pb.diff, atol=1e-6)

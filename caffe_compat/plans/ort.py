@@ -165,11 +165,10 @@ class OnnxRuntimePlan(InferencePlan):
         if session is None:
             names = net._blob_names
             later = {b for n in tail for b in n.top_ids}  # what the tail computes
+            skip = {names[b] for b in later} | {names[b] for b, _ in shapes}
             wanted = [names[b] for b in net._output_ids if b not in later]
             wanted += [names[b] for n in tail for b in n.bottom_ids]
-            data_tops = {names[b] for b, _ in shapes}
-            outputs = list(dict.fromkeys(n for n in [*wanted, *asked]
-                                         if n not in data_tops and n not in {names[b] for b in later}))
+            outputs = list(dict.fromkeys(n for n in [*wanted, *asked] if n not in skip))
             session = self._sessions[(shapes, asked)] = self._make(net, outputs, shapes, tail)
         return session
 

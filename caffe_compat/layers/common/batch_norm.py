@@ -85,6 +85,16 @@ class BatchNorm(Layer):
         return [s] if len(s) >= 2 and s[1] == self.channels else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return self._normalize(x, None, None)
+
+    def forward_scaled(self, x: torch.Tensor, scale: Layer) -> torch.Tensor:
+        """This layer and the Scale in place on its top (per-channel weight, optional bias) as
+        one batch-norm kernel: Caffe's two layers' values up to float rounding, and
+        autograd's gradients for x and the Scale's parameters."""
+        return self._normalize(x, scale.params[0], scale.params[1] if len(scale.params) > 1 else None)
+
+    def _normalize(self, x: torch.Tensor, w: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tensor:
+        """(x − μ)/sqrt(σ² + eps), times ``w`` plus ``b`` where given (a Scale taken in)."""
         if x.dim() < 2 or x.shape[1] != self.channels:
             raise self.error(f"bottom {list(x.shape)} must have {self.channels} channels on axis 1",
                              ShapeError)
@@ -95,10 +105,10 @@ class BatchNorm(Layer):
         if self.use_global_stats:
             s = self.params[2]
             factor = torch.where(s == 0, torch.zeros_like(s), 1 / s)
-            return F.batch_norm(x, self.params[0] * factor, self.params[1] * factor,
+            return F.batch_norm(x, self.params[0] * factor, self.params[1] * factor, w, b,
                                 training=False, eps=self.eps)
         if m > 1:
-            y, mean, invstd = torch.native_batch_norm(x, None, None, None, None, True, 0.0, self.eps)
+            y, mean, invstd = torch.native_batch_norm(x, w, b, None, None, True, 0.0, self.eps)
             if not x.is_meta:
                 # The kernel saved μ and 1/sqrt(σ² + eps): σ² for the running sums costs no
                 # extra pass over x (float32 rounding: ~1e-7 relative).
@@ -112,32 +122,9 @@ class BatchNorm(Layer):
         if not x.is_meta:
             self._update(mean.detach(), var.detach(), m)
         y = (flat - mean[:, None]) / torch.sqrt(var + self.eps)[:, None]
+        if w is not None:
+            y = y * w[:, None] + (0 if b is None else b[:, None])
         return y.reshape(x.shape)
-
-    def forward_scaled(self, x: torch.Tensor, scale: Layer) -> torch.Tensor:
-        """This layer and the Scale in place on its top (per-channel weight, optional bias) as
-        one batch-norm kernel: Caffe's two layers' values up to float rounding, and
-        autograd's gradients for x and the Scale's parameters."""
-        w = scale.params[0]
-        b = scale.params[1] if len(scale.params) > 1 else None
-        if x.dim() < 2 or x.shape[1] != self.channels:
-            raise self.error(f"bottom {list(x.shape)} must have {self.channels} channels on axis 1",
-                             ShapeError)
-        m = x.numel() // self.channels
-        if self.use_global_stats:
-            s = self.params[2]
-            factor = torch.where(s == 0, torch.zeros_like(s), 1 / s)
-            return F.batch_norm(x, self.params[0] * factor, self.params[1] * factor, w, b,
-                                training=False, eps=self.eps)
-        if m <= 1:
-            out = scale.forward(self.forward(x))
-            assert isinstance(out, torch.Tensor)
-            return out
-        y, mean, invstd = torch.native_batch_norm(x, w, b, None, None, True, 0.0, self.eps)
-        if not x.is_meta:
-            var = (invstd.detach().pow(-2) - self.eps).clamp_(min=0)
-            self._update(mean.detach(), var, m)
-        return y
 
     def _update(self, mean: torch.Tensor, var: torch.Tensor, m: int) -> None:
         # Unbiased variance in the running sum: Caffe's m/(m−1), in float.

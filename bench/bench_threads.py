@@ -5,20 +5,24 @@ once, when torch loads — alone and with ``--hogs`` CPU-bound processes
 (``yes > /dev/null``) running, in alternating rounds, so other load on the
 machine hits every policy alike. Policies:
 
-* ``passive`` — caffe_compat's default (``OMP_WAIT_POLICY=PASSIVE`` while torch loads);
-* ``spin`` — libgomp's default (``CAFFE_COMPAT_OMP_WAIT=spin``), i.e. what a user who
-  imported torch first gets;
+* ``adaptive`` — caffe_compat's default: libgomp spins, the load governor runs torch on the
+  cores other processes leave free;
+* ``passive`` — ``CAFFE_COMPAT_OMP_WAIT=passive`` (``OMP_WAIT_POLICY=PASSIVE`` while torch
+  loads; the default before 2026-12-08);
+* ``spin`` — libgomp's default with a fixed thread count (``CAFFE_COMPAT_OMP_WAIT=spin``);
 * ``spin 10k``, ``spin 100k`` — libgomp spinning that many times before it sleeps
   (``GOMP_SPINCOUNT``; libgomp's default is 300000). Quiet VM, 2026-12-07, LeNet / CIFAR
   fwd+bwd ms alone -> next to one ``yes``: passive 18.5 -> 25.2 / 55.9 -> 94.1, spin
   15.2 -> 32.0 / 52.0 -> 179, 10k 16.5 -> 72.6 / 49.9 -> 139, 100k 15.0 -> 101 / 48.4 -> 223:
-  a bounded spin keeps spinning's cost under load, passive stays the default;
+  a bounded spin keeps spinning's cost under load;
 * ``1 thread`` — ``torch.set_num_threads(1)`` (no team, nothing waits).
 
 Workloads (caffe_compat nets): LeNet b64 and CIFAR10-quick b100 ``net.forward();
-net.backward()`` (many small parallel regions), GoogLeNet batch-1 TEST forward.
+net.backward()`` (many small parallel regions), GoogLeNet, ResNet-50 and VGG-16 batch-1
+TEST forward (random weights).
 
     python bench/bench_threads.py [--rounds 3] [--hogs 1] [--workloads lenet,cifar,googlenet]
+                                  [--policies adaptive,passive,spin]
 """
 
 from __future__ import annotations
@@ -36,13 +40,14 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 POLICIES: dict[str, dict[str, str]] = {
-    "passive": {},
+    "adaptive": {},
+    "passive": {"CAFFE_COMPAT_OMP_WAIT": "passive"},
     "spin": {"CAFFE_COMPAT_OMP_WAIT": "spin"},
     "spin 10k": {"GOMP_SPINCOUNT": "10000"},  # libgomp spins this many times, then sleeps
     "spin 100k": {"GOMP_SPINCOUNT": "100000"},
     "1 thread": {"BENCH_THREADS": "1"},
 }
-WORKLOADS = ["lenet", "cifar", "googlenet"]
+WORKLOADS = ["lenet", "cifar", "googlenet", "resnet50", "vgg16"]
 
 
 def worker(workload: str, seconds: float) -> dict[str, Any]:
@@ -73,9 +78,9 @@ def worker(workload: str, seconds: float) -> dict[str, Any]:
 
         path = os.path.join(d, "deploy.prototxt")
         with open(path, "w") as f:
-            f.write(bench_big.deploy_text(bench_big.NETS["googlenet"], 1))
+            f.write(bench_big.deploy_text(bench_big.NETS[workload], 1))
         net = caffe.Net(path, caffe.TEST)
-        net.blobs["data"].data[...] = bench_big.images(1, 224)[0]
+        net.blobs["data"].data[...] = bench_big.images(1, bench_big.NETS[workload].crop)[0]
         fn = net.forward
     for _ in range(2):
         fn()
@@ -89,10 +94,11 @@ def worker(workload: str, seconds: float) -> dict[str, Any]:
             "threads": torch.get_num_threads()}
 
 
-def run(workloads: list[str], rounds: int, hogs: int, seconds: float, log: Any = print) -> dict[str, Any]:
+def run(workloads: list[str], rounds: int, hogs: int, seconds: float, log: Any = print,
+        policies: list[str] | None = None) -> dict[str, Any]:
     samples: dict[str, list[float]] = {}
     policy_text: dict[str, str] = {}
-    names = list(POLICIES)
+    names = policies or list(POLICIES)
     for r in range(rounds):
         for load in (0, hogs):
             procs = [subprocess.Popen(["yes"], stdout=subprocess.DEVNULL) for _ in range(load)]
@@ -139,6 +145,7 @@ def main() -> None:
     ap.add_argument("--workloads", default=",".join(WORKLOADS))
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--hogs", type=int, default=1)
+    ap.add_argument("--policies", default=",".join(POLICIES))
     ap.add_argument("--seconds", type=float, default=3.0, help="timed seconds per worker run")
     ap.add_argument("--json", default="")
     ap.add_argument("--worker", default="", help=argparse.SUPPRESS)
@@ -146,7 +153,8 @@ def main() -> None:
     if args.worker:
         print(json.dumps(worker(args.worker, args.seconds)))
         return
-    res = run(args.workloads.split(","), args.rounds, args.hogs, args.seconds)
+    res = run(args.workloads.split(","), args.rounds, args.hogs, args.seconds,
+              policies=args.policies.split(","))
     res["loadavg"] = os.getloadavg()
     print("\n".join(report(res)))
     if args.json:

@@ -43,6 +43,7 @@ from .proto import caffe_pb2
 from .proto.files import parse_text, read_text
 from .proto.upgrade import upgrade_net
 from .sizes import FLOAT_BYTES, MemoryBudget
+from .threads import span as threads_span
 
 __all__ = ["Net", "load_net_param", "TRAIN", "TEST"]
 
@@ -659,7 +660,8 @@ class Net:
             raise NetError(f"forward: layer range {start}..{end} outside 0..{len(self._nodes) - 1}")
         flush_host_writes()
         self._sync_device()
-        return self._plan.forward_range(self, start, end, want_loss, keep)
+        with threads_span():
+            return self._plan.forward_range(self, start, end, want_loss, keep)
 
     def _run_layers(self, start: int, end: int, want_loss: bool, grad_on: bool,
                     keep: bool = True) -> torch.Tensor | None:
@@ -704,12 +706,14 @@ class Net:
             raise NetError(f"backward: layer range {start}..{end} invalid for {len(self._nodes)} layers")
         if not self._any_backward:
             return  # no layer reaches a loss and nothing forces backward: Caffe does nothing
-        self._plan.backward_range(self, start, end, retain_graph)
+        with threads_span():
+            self._plan.backward_range(self, start, end, retain_graph)
 
     def _forward_backward(self) -> torch.Tensor | None:
         """One training pass for the solver: forward, then backward from the
         loss tops into the parameter gradients only (no blob diffs kept)."""
-        return self._plan.forward_backward(self)
+        with threads_span():
+            return self._plan.forward_backward(self)
 
     # ============================================================ whole-net ops
     def reshape(self) -> None:

@@ -6,7 +6,15 @@ The pycaffe API tests under ``tests/api/`` also run against a real pycaffe
 
 from __future__ import annotations
 
+import os
+
 import pytest
+
+# A fixed thread count for the suite (torch is imported first here, so libgomp spins as it
+# always did): the load governor (caffe_compat/threads.py) would change the count with the
+# other test workers' load, and with it the last bits of reductions between two runs of a
+# test. tests/test_threads.py runs the default mode in fresh interpreters.
+os.environ.setdefault("CAFFE_COMPAT_OMP_WAIT", "spin")
 
 try:
     import torch

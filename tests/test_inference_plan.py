@@ -253,6 +253,28 @@ def test_reshaped_batch(tmp_path):
     _check(net, ref)
 
 
+def test_thread_count_change_packs_the_weights_again(tmp_path):
+    """oneDNN packs weights for the thread count too (threads.py's governor changes it):
+    a new count gives new packed weights, and the same values."""
+    if torch.get_num_threads() < 2:
+        pytest.skip("needs two threads")
+    net = _net(CONV_NET, tmp_path)
+    net.forward()
+    conv1 = next(f for f in net._plan._fused if f is not None)
+    packed = conv1._w
+    net.forward()
+    assert conv1._w is packed  # same count: kept
+    ref = _eager(net)
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        net.forward()
+        assert conv1._w is not packed
+        _check(net, ref)
+    finally:
+        torch.set_num_threads(n)
+
+
 @pytest.mark.parametrize("kw", [dict(end="bn1"), dict(end="sc1"), dict(start="conv2"), dict(end="conv2")])
 def test_partial_forward_splits_a_fused_run(tmp_path, kw):
     net = _net(CONV_NET, tmp_path)

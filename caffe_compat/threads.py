@@ -53,7 +53,7 @@ import sys
 import time
 from typing import Callable
 
-__all__ = ["configure_openmp", "openmp_policy", "span", "Governor", "USER_VARS"]
+__all__ = ["configure_openmp", "openmp_policy", "span", "ceiling", "Governor", "USER_VARS"]
 
 #: Environment variables by which a user chooses OpenMP's wait policy themselves.
 USER_VARS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")
@@ -220,6 +220,19 @@ def span() -> _Span:
     return _SPAN
 
 
+def ceiling() -> int:
+    """The thread count torch runs on when nothing competes: the governor's ceiling in
+    adaptive mode (its current count may be lower for a while), torch's count otherwise.
+    For thread pools made once and kept (an ONNX Runtime session)."""
+    g = _governor
+    if g is not None:
+        current = g._get()
+        return g.ceiling if current == g.threads else current  # (a count the user just set)
+    import torch
+
+    return torch.get_num_threads()
+
+
 def configure_openmp() -> str:
     """Choose libgomp's wait policy (and the governor) while that is still possible, as the
     module text says; returns what :func:`openmp_policy` reports. Idempotent."""
@@ -263,7 +276,7 @@ def openmp_policy() -> str:
     text = _policy or configure_openmp()
     g = _governor
     if g is not None:
-        text += f" [now {g.threads} of {g.ceiling} threads]"
+        text += f" [now {g.threads} of {g.ceiling} threads; {g.changes} changes so far]"
     return text
 
 

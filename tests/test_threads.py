@@ -242,3 +242,18 @@ def test_governor_reacts_to_a_real_busy_process(tmp_path):
     assert out.returncode == 0, out.stderr
     got = json.loads(out.stdout.strip().splitlines()[-1])
     assert got["ceiling"] == ncpu and got["least"] < ncpu, got
+
+
+def test_ceiling_is_the_quiet_count(monkeypatch):
+    """Pools made once (an ONNX Runtime session) take the count for a quiet machine, not
+    the governor's lowered one; a count the user sets counts at once."""
+    from caffe_compat import threads
+
+    m = FakeMachine()
+    g = m.governor()
+    monkeypatch.setattr(threads, "_governor", g)
+    m.others = 0.67
+    drive(m, g, 3)
+    assert m.threads == 1 and threads.ceiling() == 2
+    m.threads = 3  # torch.set_num_threads(3)
+    assert threads.ceiling() == 3

@@ -36,6 +36,7 @@ import torch
 
 from ..blob import param_serial, param_written, settle_handouts, _handed_out
 from ..errors import UnsupportedError
+from .. import threads
 from .inference import InferencePlan
 
 if TYPE_CHECKING:
@@ -232,7 +233,9 @@ class OnnxRuntimePlan(InferencePlan):
                 except OSError as exc:  # a read-only cache costs the next run an export
                     _log.warning("accelerate(onnxruntime): cannot keep the exported model: %s", exc)
         so = ort.SessionOptions()
-        so.intra_op_num_threads = torch.get_num_threads()
+        # The count when the machine is quiet: a session keeps its pool, and one made while
+        # the load governor (threads.py) had torch on one thread would stay there.
+        so.intra_op_num_threads = threads.ceiling()
         so.inter_op_num_threads = 1
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         # ORT's memory pattern keeps a second arena block planned from the first run: GoogLeNet

@@ -171,14 +171,19 @@ class Governor:
         self._span = self._busy = 0.0
         self._due = now + self.INTERVAL
         self.others = others if self.others is None else 0.5 * (self.others + others)
-        self._decide(ncpu)
+        self._decide(ncpu, self.others)
 
-    def _decide(self, ncpu: int) -> None:
+    def current(self) -> int:
+        """torch's thread count now; one the user set since the governor's last change is the
+        ceiling from now on."""
         current = self._get()
-        if current != self.threads:  # the user set a count: it is the ceiling from now on
+        if current != self.threads:
             self.ceiling = self.threads = current
-        assert self.others is not None
-        free = ncpu - self.others
+        return current
+
+    def _decide(self, ncpu: int, others: float) -> None:
+        current = self.current()
+        free = ncpu - others
         want = current
         if free <= min(current, ncpu) - 0.5:  # (more threads than CPUs: the user's choice)
             want = max(1, int(free + 0.5))
@@ -189,7 +194,7 @@ class Governor:
             self.threads = want
             self.changes += 1
             _log.debug("threads: %d -> %d (other processes keep %.1f of %d cores busy)",
-                       current, want, self.others, ncpu)
+                       current, want, others, ncpu)
 
 
 _governor: Governor | None = None
@@ -226,11 +231,21 @@ def ceiling() -> int:
     For thread pools made once and kept (an ONNX Runtime session)."""
     g = _governor
     if g is not None:
-        current = g._get()
-        return g.ceiling if current == g.threads else current  # (a count the user just set)
+        g.current()  # (adopts a count the user just set)
+        return g.ceiling
     import torch
 
     return torch.get_num_threads()
+
+
+def _import_torch_with(var: str, value: str) -> None:
+    """Import torch with ``var=value`` in the environment, which libgomp reads while torch
+    loads it; removed again after, so child processes inherit the user's environment."""
+    os.environ[var] = value
+    try:
+        import torch  # noqa: F401
+    finally:
+        del os.environ[var]
 
 
 def configure_openmp() -> str:
@@ -244,28 +259,20 @@ def configure_openmp() -> str:
     adaptive = choice in ("adaptive", "auto", "") and _cpu_seconds() is not None
     if user:
         _policy = "set by the environment: " + ", ".join(user)
-    elif choice in ("spin", "active", "default"):
+    elif choice in ("spin", "active", "default"):  # (not adaptive)
         _policy = "libgomp's default (spin), asked for by CAFFE_COMPAT_OMP_WAIT"
     elif "torch" in sys.modules:
         _policy = ("libgomp's default (spin): torch was imported before caffe_compat"
                    + ("; thread count adapted to the load" if adaptive else
                       "; set OMP_WAIT_POLICY=PASSIVE or import caffe_compat first"))
     elif adaptive:
-        os.environ["GOMP_SPINCOUNT"] = str(SPIN_COUNT)
-        try:
-            import torch  # noqa: F401  (libgomp reads the spin count while torch loads it)
-        finally:
-            del os.environ["GOMP_SPINCOUNT"]
+        _import_torch_with("GOMP_SPINCOUNT", str(SPIN_COUNT))
         _policy = (f"adaptive: libgomp spins ({SPIN_COUNT} polls); fewer threads while other "
                    "processes compete for the cores (set by caffe_compat)")
     else:
-        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
-        try:
-            import torch  # noqa: F401,F811  (libgomp reads the policy while torch loads it)
-        finally:
-            del os.environ["OMP_WAIT_POLICY"]
+        _import_torch_with("OMP_WAIT_POLICY", "PASSIVE")
         _policy = "passive (set by caffe_compat when it imported torch)"
-    if adaptive and not user and choice not in ("spin", "active", "default"):
+    if adaptive and not user:
         _governor = Governor()
     return _policy
 
